@@ -1,0 +1,262 @@
+"""Input pipeline: grain over `tfds.data_source`, with no TensorFlow.
+
+A training element is a dict of numpy arrays, batched along axis 0:
+
+    image  float32 (B, H, W, 3)  in [-1, 1]
+    label  float32 (B,)          the chosen attribute, 0 or 1
+    mask   float32 (B, H, W, 1)  its guide mask, 0 or 1 (absent for a global attribute)
+    index  int32   (B,)          the face number k of CelebA-HQ-img/<k>.jpg
+
+The training loader shuffles with a seed, repeats forever, flips image and mask together,
+drops the last partial batch and reads only this process's shard of the split. Its iterator
+state (`iterator.get_state()`) restores exactly where it stopped. The evaluation loader reads
+every example of a split once, in order, unflipped, keeping the last partial batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import grain
+import jax
+from absl import flags
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+from tensorflow_datasets.proto import tf_example_pb2
+
+from tfds_celebamask.celebamask import layout
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What the editor learns: one attribute of one built dataset, and its guide mask."""
+
+    dataset: str = "celebamask/128"  # a TFDS name with its config, e.g. celebamask_synthetic/64
+    data_dir: str | None = None  # TFDS data dir; None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+    attribute: str = "Mouth_Slightly_Open"
+    # The guide mask's region; "" looks it up in layout.ATTRIBUTE_GUIDE_MASK, "none" uses none.
+    guide_mask: str = ""
+
+    def __post_init__(self):
+        if self.attribute not in layout.ATTRIBUTE_NAMES:
+            raise ValueError(f"unknown attribute {self.attribute!r}; the 40 CelebA attributes "
+                             f"are {', '.join(layout.ATTRIBUTE_NAMES)}")
+        if self.guide_mask not in ("", "none") + layout.GUIDE_MASK_NAMES:
+            raise ValueError(f"unknown guide mask {self.guide_mask!r}; choose one of "
+                             f"{', '.join(layout.GUIDE_MASK_NAMES)}, 'none', or '' for "
+                             "the attribute's own")
+
+    @property
+    def mask_name(self) -> str | None:
+        """The guide-mask feature to read, or None for a global attribute."""
+        if self.guide_mask == "none":
+            return None
+        return self.guide_mask or layout.ATTRIBUTE_GUIDE_MASK.get(self.attribute)
+
+
+def data_source(task: Task, split: str) -> "TaskSource":
+    """Random-access source of `split` that decodes only what the task reads."""
+    return TaskSource(task, split)
+
+
+class TaskSource:
+    """One split of a built dataset, decoding only the image, the label, the mask and index.
+
+    TFDS's own decoding turns all 57 features of an example into numpy (some 400 us an example
+    here, before any image is decoded); this reads the serialized tf.Example and decodes the
+    four features the task needs. Picklable, for grain's worker processes.
+    """
+
+    def __init__(self, task: Task, split: str):
+        self.task, self.split = task, split
+        try:
+            self._records = tfds.data_source(
+                task.dataset, split=split, data_dir=task.data_dir, download=False,
+                deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+        except Exception as e:  # TFDS raises several types for "not built"; say what to do
+            raise DatasetNotFoundError(task, split, e) from e
+        self._label_key = f"attributes/{task.attribute}"
+        self._mask_key = None if task.mask_name is None else f"guide_masks/{task.mask_name}"
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        feature = tf_example_pb2.Example.FromString(self._records[i]).features.feature
+        example = {
+            "image": _decode_png(feature["image"].bytes_list.value[0]),
+            "attributes": {self.task.attribute:
+                           bool(feature[self._label_key].int64_list.value[0])},
+            "index": int(feature["index"].int64_list.value[0]),
+        }
+        if self._mask_key is not None:
+            example["guide_masks"] = {self.task.mask_name: _decode_png(
+                feature[self._mask_key].bytes_list.value[0])}
+        return example
+
+    def __repr__(self) -> str:  # grain checks a restored iterator state against this
+        return (f"TaskSource({self.task.dataset!r}, split={self.split!r}, "
+                f"data_dir={self.task.data_dir!r}, attribute={self.task.attribute!r}, "
+                f"mask={self.task.mask_name!r}, n={len(self)})")
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> (H, W, C) uint8."""
+    with Image.open(io.BytesIO(data)) as im:
+        array = np.asarray(im)
+    return array if array.ndim == 3 else array[..., None]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset (or split) has not been built in the data dir."""
+
+    def __init__(self, task: Task, split: str, cause: Exception):
+        self.task = task
+        name = task.dataset.split("/")[0]
+        if name == "celebamask":
+            how = (f"build it from your CelebAMask-HQ download with\n"
+                   f"  tfds build {task.dataset} --imports tfds_celebamask --manual_dir DIR"
+                   + (f" --data_dir {task.data_dir}" if task.data_dir else ""))
+        else:
+            how = ("build it with tfds_celebamask.synthetic_builder.build_synthetic(...) or "
+                   f"tfds build {task.dataset} --imports tfds_celebamask")
+        super().__init__(f"cannot read split {split!r} of {task.dataset} from "
+                         f"{task.data_dir or 'the default TFDS data dir'} ({cause}); {how}")
+
+
+class _ToModelInput:
+    """Decoded example -> the model's element: scaled image, label, mask, index."""
+
+    def __init__(self, task: Task):
+        self.attribute = task.attribute
+        self.mask_name = task.mask_name
+
+    def convert(self, example: Mapping[str, Any], flip: bool) -> dict[str, np.ndarray]:
+        image = example["image"]
+        if flip:
+            image = image[:, ::-1]
+        element = {
+            "image": image.astype(np.float32) / 127.5 - 1.0,
+            "label": np.float32(example["attributes"][self.attribute]),
+            "index": np.int32(example["index"]),
+        }
+        if self.mask_name is not None:
+            mask = example["guide_masks"][self.mask_name]
+            if flip:
+                mask = mask[:, ::-1]
+            element["mask"] = mask.astype(np.float32)
+        return element
+
+
+class RandomFlip(grain.transforms.RandomMap, _ToModelInput):
+    """Flips image and mask together with probability one half, then converts."""
+
+    def random_map(self, element, rng: np.random.Generator):
+        return self.convert(element, flip=bool(rng.integers(2)))
+
+
+class NoFlip(grain.transforms.Map, _ToModelInput):
+    """Converts without augmentation (evaluation)."""
+
+    def map(self, element):
+        return self.convert(element, flip=False)
+
+
+def process_batch_size(global_batch_size: int, process_count: int | None = None,
+                       local_device_count: int | None = None) -> int:
+    """This process's share of a global batch; it must split evenly over its devices."""
+    process_count = jax.process_count() if process_count is None else process_count
+    local_device_count = (jax.local_device_count() if local_device_count is None
+                          else local_device_count)
+    devices = process_count * local_device_count
+    if global_batch_size <= 0 or global_batch_size % devices:
+        raise ValueError(f"batch_size={global_batch_size} must be a positive multiple of the "
+                         f"number of devices ({process_count} process(es) x "
+                         f"{local_device_count} local device(s) = {devices})")
+    return global_batch_size // process_count
+
+
+def _loader(source: Any, sampler: Any, operations: list, worker_count: int) -> grain.DataLoader:
+    if worker_count > 0 and not flags.FLAGS.is_parsed():
+        # grain's workers read its absl flags; outside an absl app (notebooks, tests) nobody
+        # parsed them, so take their defaults.
+        flags.FLAGS.mark_as_parsed()
+    return grain.DataLoader(data_source=source, sampler=sampler, operations=operations,
+                            worker_count=worker_count)
+
+
+def _shard(shard_index: int | None, shard_count: int | None, drop_remainder: bool):
+    if shard_index is None and shard_count is None:
+        return grain.sharding.ShardByJaxProcess(drop_remainder=drop_remainder)
+    return grain.sharding.ShardOptions(shard_index=shard_index or 0,
+                                       shard_count=shard_count or 1,
+                                       drop_remainder=drop_remainder)
+
+
+def create_train_loader(task: Task, *, batch_size: int, seed: int, split: str = "train",
+                        worker_count: int = 0, shard_index: int | None = None,
+                        shard_count: int | None = None,
+                        source: Any = None) -> grain.DataLoader:
+    """Shuffled, repeated, flipped batches of this process's shard.
+
+    batch_size is the *global* batch; each of the shard_count processes (by default the JAX
+    processes) reads batch_size / shard_count examples per batch. The batches depend only on
+    (task, seed, shard): restoring an iterator's state resumes the same sequence.
+    """
+    shard = _shard(shard_index, shard_count, drop_remainder=True)
+    if shard_index is None and shard_count is None:
+        per_process = process_batch_size(batch_size)
+    elif batch_size <= 0 or batch_size % shard.shard_count:
+        raise ValueError(f"batch_size={batch_size} must be a positive multiple of "
+                         f"shard_count={shard.shard_count}")
+    else:
+        per_process = batch_size // shard.shard_count
+    source = data_source(task, split) if source is None else source
+    if len(source) < shard.shard_count * per_process:
+        raise ValueError(f"split {split!r} of {task.dataset} has {len(source)} examples, fewer "
+                         f"than one global batch of {batch_size}")
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None, seed=seed)
+    return _loader(source, sampler, [RandomFlip(task), grain.transforms.Batch(
+        per_process, drop_remainder=True)], worker_count)
+
+
+class _Slice:
+    """Examples [start, stop) of a random-access source."""
+
+    def __init__(self, source: Any, start: int, stop: int):
+        self.source, self.start, self.stop = source, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.source[self.start + i]
+
+    def __repr__(self) -> str:
+        return f"{self.source!r}[{self.start}:{self.stop}]"
+
+
+def create_eval_loader(task: Task, *, batch_size: int, split: str = "test",
+                       worker_count: int = 0, shard_index: int | None = None,
+                       shard_count: int | None = None, source: Any = None) -> grain.DataLoader:
+    """Every example of this process's shard of `split`, once, in order, unflipped.
+
+    The last batch may be smaller than batch_size; shards differ in size by at most one.
+    """
+    shard = _shard(shard_index, shard_count, drop_remainder=False)
+    source = data_source(task, split) if source is None else source
+    # grain's samplers shard by striding and drop the remainder; evaluation needs every
+    # example, so each process reads a contiguous slice instead (sizes differ by at most one).
+    base, extra = divmod(len(source), shard.shard_count)
+    start = shard.shard_index * base + min(shard.shard_index, extra)
+    source = _Slice(source, start, start + base + (shard.shard_index < extra))
+    sampler = grain.samplers.SequentialSampler(num_records=len(source))
+    return _loader(source, sampler, [NoFlip(task), grain.transforms.Batch(
+        batch_size, drop_remainder=False)], worker_count)

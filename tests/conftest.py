@@ -1,0 +1,84 @@
+"""Shared test fixtures: CPU-only JAX, the real-sample path, and small built datasets."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+# Tests run on the CPU even where jax[cuda12] is installed; say so before jax is imported.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Small datasets are read in-process; tests that want the worker pool set this themselves.
+os.environ.setdefault("CELEBAMASK_WORKERS", "1")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE = pathlib.Path(os.environ.get("CELEBAMASK_SAMPLE",
+                                     REPO.parent / "shared" / "celebamask_sample"))
+
+needs_sample = pytest.mark.skipif(
+    not (SAMPLE / "CelebA-HQ-img").is_dir(),
+    reason=f"the real CelebAMask-HQ sample is absent ({SAMPLE}); set $CELEBAMASK_SAMPLE")
+
+# Makes TensorFlow look uninstalled (find_spec finds nothing, import fails), as on a machine
+# that never installed it. Prepend to the code run by `run_without_tensorflow`.
+HIDE_TENSORFLOW = '''
+import sys
+class _HideTensorFlow:
+    def __init__(self, finders):
+        self.finders = finders
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            return None
+        for finder in self.finders:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None:
+                return spec
+        return None
+sys.meta_path[:] = [_HideTensorFlow(list(sys.meta_path))]
+'''
+
+
+def run_without_tensorflow(code: str, timeout: float = 300) -> str:
+    """Runs `code` in a fresh interpreter where TensorFlow cannot be imported; returns stdout.
+
+    The code's last act should be to check `"tensorflow" not in sys.modules`.
+    """
+    result = subprocess.run([sys.executable, "-c", HIDE_TENSORFLOW + code], cwd=REPO,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def build_from(manual_dir: os.PathLike, data_dir: os.PathLike, config: str = "64"):
+    """Builds `celebamask/<config>` from a CelebAMask-HQ folder with the Python API."""
+    import tensorflow_datasets as tfds
+    import tfds_celebamask  # noqa: F401  (registers the builders)
+
+    builder = tfds.builder(f"celebamask/{config}", data_dir=os.fspath(data_dir))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+    return builder
+
+
+@pytest.fixture(scope="session")
+def synthetic_layout(tmp_path_factory) -> pathlib.Path:
+    """A small synthetic CelebAMask-HQ folder (24 faces, 128 px faces, 64 px parts)."""
+    from tfds_celebamask import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic_layout") / "CelebAMask-HQ"
+    synthetic.generate(root, 24, size=128, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
+    """A TFDS data dir holding celebamask_synthetic/64_n96_s3, built with no manual step."""
+    import tfds_celebamask
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    tfds_celebamask.build_synthetic(os.fspath(data_dir), resolution=64, num_faces=96, seed=3)
+    return data_dir

@@ -1,0 +1,1 @@
+"""The `celebamask` TFDS dataset folder (`tfds build` can run inside it)."""

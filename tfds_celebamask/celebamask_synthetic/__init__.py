@@ -1,0 +1,1 @@
+"""The `celebamask_synthetic` TFDS dataset: synthetic faces through the `celebamask` builder."""
