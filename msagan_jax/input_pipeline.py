@@ -122,7 +122,7 @@ class DatasetNotFoundError(FileNotFoundError):
                    f"  tfds build {task.dataset} --imports tfds_celebamask --manual_dir DIR"
                    + (f" --data_dir {task.data_dir}" if task.data_dir else ""))
         else:
-            how = ("build it with tfds_celebamask.synthetic_builder.build_synthetic(...) or "
+            how = ("build it with tfds_celebamask.build_synthetic(...) or "
                    f"tfds build {task.dataset} --imports tfds_celebamask")
         super().__init__(f"cannot read split {split!r} of {task.dataset} from "
                          f"{task.data_dir or 'the default TFDS data dir'} ({cause}); {how}")
