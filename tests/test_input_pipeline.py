@@ -12,7 +12,7 @@ SIZE = 8
 
 
 class FakeSource:
-    """Decoded examples like tfds.data_source's: a left-right asymmetric image and its mask."""
+    """Elements like TaskSource's: a left-right asymmetric uint8 image and its mask."""
 
     def __init__(self, n: int):
         self.n = n
@@ -28,9 +28,7 @@ class FakeSource:
         mask = np.zeros((SIZE, SIZE, 1), np.uint8)
         mask[:, : 1 + k % (SIZE - 1)] = 1  # touches the left edge only: a flip shows
         image = np.where(mask == 1, 255, rng.integers(0, 100, (SIZE, SIZE, 3))).astype(np.uint8)
-        return {"image": image, "index": k,
-                "attributes": {"Mouth_Slightly_Open": bool(k % 2)},
-                "guide_masks": {"mouth": mask}}
+        return {"image": image, "label": np.float32(k % 2), "index": np.int32(k), "mask": mask}
 
 
 def _train(n=40, batch_size=4, seed=0, **kw):
@@ -69,7 +67,7 @@ def test_a_flip_moves_image_and_mask_together():
         for image, mask, k in zip(batch["image"], batch["mask"], batch["index"]):
             # The mask is exactly where the image is white, flipped or not.
             np.testing.assert_array_equal(mask[..., 0] == 1, (image == 1.0).all(-1))
-            original = FakeSource(40)[int(k)]["guide_masks"]["mouth"].astype(np.float32)
+            original = FakeSource(40)[int(k)]["mask"].astype(np.float32)
             if np.array_equal(mask, original):
                 unflipped += 1
             else:
@@ -114,7 +112,7 @@ def test_evaluation_reads_every_example_once_in_order_unflipped():
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(10))
     for batch in batches:
         for mask, k in zip(batch["mask"], batch["index"]):
-            np.testing.assert_array_equal(mask, FakeSource(10)[int(k)]["guide_masks"]["mouth"])
+            np.testing.assert_array_equal(mask, FakeSource(10)[int(k)]["mask"])
 
 
 def test_worker_processes_give_the_same_batches_on_every_run_and_restore_their_state():
@@ -166,3 +164,10 @@ def test_a_built_synthetic_dataset_feeds_the_pipeline(synthetic_data_dir):
     import tensorflow_datasets as tfds
     assert evaluated == len(tfds.data_source(task.dataset, split="validation",
                                              data_dir=task.data_dir, download=False))
+
+
+def test_a_batch_without_a_mask_is_flipped_and_scaled():
+    batch = {"image": np.full((2, 4, 4, 3), 255, np.uint8), "label": np.zeros(2, np.float32)}
+    out = input_pipeline.RandomFlipAndScale().random_map(batch, np.random.default_rng(0))
+    assert "mask" not in out and out["image"].dtype == np.float32
+    np.testing.assert_array_equal(out["image"], 1.0)

@@ -25,12 +25,12 @@ _MIN_FACES_FOR_POOL = 64
 def encode_face(root: str, record: layout.FaceRecord, resolution: int) -> dict[str, Any]:
     """Reads one face and returns a TFDS example whose images are already PNG bytes.
 
-    Runs in worker processes: PNG encoding happens here, in parallel, so the writer only
-    serialises bytes.
+    Runs in worker processes: PNG encoding of the masks happens here, in parallel, so the
+    writer only serialises bytes.
     """
     face = layout.read_face(root, record.index, resolution)
     return {
-        "image": layout.encode_png(face["image"], compress_level=0),
+        "image": face["image"],
         "attributes": layout.attributes_dict(record.attributes),
         "segmentation": layout.encode_png(face["segmentation"][..., 0]),
         "guide_masks": {name: layout.encode_png(mask[..., 0])
@@ -81,17 +81,43 @@ def worker_count(num_faces: int) -> int:
     return max(1, workers)
 
 
-def encode_faces(root: str, records: list[layout.FaceRecord],
-                   resolution: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yields (key, example) for `records`, reading faces in a process pool when it pays."""
-    tasks = [(root, r, resolution) for r in records]
-    workers = worker_count(len(tasks))
-    if workers == 1:
-        yield from map(_encode_task, tasks)
-        return
-    # spawn, not fork: the parent may hold TensorFlow's threads (the `tfds build` CLI).
-    context = multiprocessing.get_context("spawn")
-    with _importable_by_children():
-        pool = context.Pool(workers)
-    with pool:
-        yield from pool.imap(_encode_task, tasks, chunksize=16)
+class FaceReader:
+    """Encodes the faces of every split with one pool of worker processes.
+
+    Starting a spawned worker costs seconds (a fresh interpreter importing TFDS), so the pool
+    is started once, on first use, and shared by the splits' generators; it closes when the
+    last of them finishes.
+    """
+
+    def __init__(self, root: str, resolution: int, num_faces: int, num_splits: int):
+        self.root, self.resolution = root, resolution
+        self.workers = worker_count(num_faces)
+        self._open_splits = num_splits
+        self._pool: Any = None
+
+    def encode(self, records: list[layout.FaceRecord]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yields (key, example) for `records`, in order."""
+        tasks = [(self.root, r, self.resolution) for r in records]
+        try:
+            if self.workers == 1:
+                yield from map(_encode_task, tasks)
+                return
+            if self._pool is None:
+                # spawn, not fork: the parent may hold TensorFlow's threads (`tfds build`).
+                with _importable_by_children():
+                    self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            yield from self._pool.imap(_encode_task, tasks, chunksize=16)
+        except BaseException:  # an unreadable face, or the writer stopped reading
+            self.close()
+            raise
+        finally:
+            self._open_splits -= 1
+            if self._open_splits <= 0:
+                self.close()
+
+    def close(self) -> None:
+        """Stops the worker processes (also after an error: nothing is left running)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
