@@ -27,7 +27,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from tfds_celebamask.celebamask import layout
+import tfds_celebamask  # registers the celebamask builders with TFDS
+from tfds_celebamask.celebamask import celebamask_dataset_builder, layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,33 @@ class Task:
         if self.guide_mask == "none":
             return None
         return self.guide_mask or layout.ATTRIBUTE_GUIDE_MASK.get(self.attribute)
+
+
+def task_from_config(config: Any) -> Task:
+    """The Task of a config (see configs/default.py)."""
+    return Task(dataset=config.dataset, data_dir=config.data_dir or None,
+                attribute=config.attribute, guide_mask=config.guide_mask)
+
+
+def prepare(config: Any) -> tfds.core.DatasetInfo:
+    """Makes sure the configured dataset is built, and fits the config; returns its info.
+
+    A synthetic dataset (celebamask_synthetic/...) is built on the spot. The real one needs the
+    manual download: a DatasetNotFoundError then gives the exact `tfds build` command.
+    """
+    task = task_from_config(config)
+    builder = tfds.builder(task.dataset, data_dir=task.data_dir)
+    if not builder.is_prepared():
+        if builder.name != tfds_celebamask.CelebAMaskSynthetic.name:
+            raise DatasetNotFoundError(task, "train", FileNotFoundError(
+                f"{task.dataset} is not built in {builder.data_dir}"))
+        builder.download_and_prepare()
+    resolution = builder.info.features["image"].shape[0]
+    if resolution != config.image_size:
+        raise ValueError(f"image_size={config.image_size} but {task.dataset} holds "
+                         f"{resolution}x{resolution} images; set --config.image_size="
+                         f"{resolution} or choose the dataset's {config.image_size} config")
+    return builder.info
 
 
 def data_source(task: Task, split: str) -> "TaskSource":
@@ -114,7 +142,8 @@ class DatasetNotFoundError(FileNotFoundError):
         if name == "celebamask":
             how = (f"build it from your CelebAMask-HQ download with\n"
                    f"  tfds build {task.dataset} --imports tfds_celebamask --manual_dir DIR"
-                   + (f" --data_dir {task.data_dir}" if task.data_dir else ""))
+                   + (f" --data_dir {task.data_dir}" if task.data_dir else "")
+                   + "\n\n" + celebamask_dataset_builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
         else:
             how = ("build it with tfds_celebamask.build_synthetic(...) or "
                    f"tfds build {task.dataset} --imports tfds_celebamask")

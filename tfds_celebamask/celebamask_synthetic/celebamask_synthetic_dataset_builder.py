@@ -19,6 +19,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from tfds_celebamask import synthetic
 from tfds_celebamask.celebamask import celebamask_dataset_builder as celebamask
 from tfds_celebamask.celebamask import layout, pool
 
@@ -73,7 +74,8 @@ class Builder(celebamask.Builder):
     BUILDER_CONFIGS = [synthetic_config(r) for r in sorted(_STANDARD)]
     DEFAULT_CONFIG_NAME = "64"
     DESCRIPTION = ("Synthetic faces drawn by tfds_celebamask.synthetic in the CelebAMask-HQ "
-                   "layout, read by the celebamask builder's code.\n" + celebamask._DESCRIPTION)
+                   "layout, read by the celebamask builder's code.\n"
+                   + celebamask.Builder.DESCRIPTION)
 
     def __init__(self, *, config: Any = None, **kwargs: Any):
         # Any face count or seed by name, so tfds.data_source("celebamask_synthetic/64_n200_s0")
@@ -90,8 +92,6 @@ class Builder(celebamask.Builder):
                             f"_s{config.seed}")
         # The annotation files are written last: with them, the folder is complete.
         if layout.missing_entries(root):
-            from tfds_celebamask import synthetic  # numpy + PIL drawing, needed only here
-
             synthetic.generate(root, config.num_faces, size=config.source_size,
                                seed=config.seed,
                                workers=pool.worker_count(config.num_faces))
