@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_celebamask
-from conftest import build_from
+from conftest import build_from, run_without_tensorflow
 from tfds_celebamask.celebamask import celebamask_dataset_builder, layout
 
 DUMMY_DATA = pathlib.Path(celebamask_dataset_builder.__file__).parent / "dummy_data"
@@ -164,3 +164,17 @@ def test_bad_synthetic_configs_are_refused():
         tfds_celebamask.synthetic_config(100)
     with pytest.raises(ValueError, match="unknown celebamask_synthetic config 'big'"):
         tfds.builder("celebamask_synthetic/big")
+
+
+def test_the_synthetic_dataset_builds_and_reads_with_tensorflow_unimportable(tmp_path):
+    out = run_without_tensorflow(f"""
+import tfds_celebamask
+from msagan_jax import input_pipeline
+builder = tfds_celebamask.build_synthetic({str(tmp_path)!r}, resolution=64, num_faces=30)
+task = input_pipeline.Task(dataset="celebamask_synthetic/64_n30_s0", data_dir={str(tmp_path)!r})
+batch = next(iter(input_pipeline.create_train_loader(task, batch_size=4, seed=0,
+                                                     shard_index=0, shard_count=1)))
+print(builder.info.splits["train"].num_examples, batch["image"].shape)
+assert "tensorflow" not in sys.modules
+""")
+    assert "24 (4, 64, 64, 3)" in out
