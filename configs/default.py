@@ -1,22 +1,66 @@
-"""Default config: every field, with what it means. Paper configs change a few of them.
+"""Default config: every field, with what it means. The 16 paper configs change two of them.
 
-    python main.py --config=configs/default.py --config.dataset=celebamask_synthetic/64 \
-        --config.image_size=64
+    python main.py --config=configs/default.py --workdir=runs/x [--config.FIELD=VALUE ...]
+
+At the defaults this is the paper's recipe on the real data: E1D1 + SDE at 128 px, batch 16,
+8 epochs (configs/e1d1_sde.py names it). configs/quickstart.py is a CPU-sized run on synthetic
+faces.
 """
 
 import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """The default configuration: the paper's data at 128 px."""
+    """The default configuration."""
     config = ml_collections.ConfigDict()
+
+    # What to learn.
+    config.structure = "e1d1"  # editing network: e2d2 (SaGAN), e2d1, e1d2, e1d1 (paper Fig. 2)
+    config.mask_loss = "sde"  # guide-mask loss: none, mae, mse, sde (eqs. 4-5)
+    config.attribute = "Mouth_Slightly_Open"  # the CelebA attribute the editor learns to flip
+    config.guide_mask = ""  # guide-mask region; "" the attribute's own, "none" for none
+
     # Data.
     config.dataset = "celebamask/128"  # TFDS name/config; celebamask_synthetic/64 needs no download
     config.data_dir = ""  # TFDS data dir; "" means $TFDS_DATA_DIR or ~/tensorflow_datasets
-    config.attribute = "Mouth_Slightly_Open"  # the CelebA attribute the editor learns to flip
-    config.guide_mask = ""  # guide-mask region; "" the attribute's own, "none" for none
     config.image_size = 128  # pixels; must equal the dataset's resolution
-    config.batch_size = 16  # global batch, split over all devices of all processes
+    config.batch_size = 16  # global batch of each D or G step, split over all devices
     config.input_workers = 0  # grain worker processes; 0 reads in the training process
-    config.seed = 0  # seeds the data order and flips (and, later, the model)
+
+    # Model (METHOD.md's layer recipe at the defaults; smaller for tests).
+    config.width = 32  # channels of G's first conv; doubled by each down-sampling
+    config.num_down = 3  # G's stride-2 convs (and deconvs): 128 px -> 16 px bottleneck
+    config.num_res_blocks = 4  # G's residual blocks at the bottleneck
+    config.d_width = 32  # channels of D's first conv; doubled by each layer
+    config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
+    config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
+
+    # Objectives (eqs. 4-7; SaGAN's weights).
+    config.adversarial_loss = "wgan_gp"  # wgan_gp, nonsaturating or lsgan
+    config.gp_weight = 10.0  # WGAN-GP gradient-penalty weight
+    config.cls_weight = 1.0  # attribute-classification weight, in L_G and L_D
+    config.rec_id_weight = 100.0  # L1 reconstruction, identity path G(I, c)
+    config.rec_dual_weight = 20.0  # L1 reconstruction, dual path G(G(I, 1-c), c)
+    config.mask_id_weight = 100.0  # alpha: mask loss on b_id (eq. 5)
+    config.mask_dual_weight = 20.0  # beta: mask loss on b_dual (eq. 5)
+    config.mask_edit_weight = 0.0  # mask loss on the edit pass G(I, 1-c) too; 0 = off (paper)
+
+    # Optimisation.
+    config.learning_rate = 2e-4  # Adam, G and D
+    config.adam_b1 = 0.5
+    config.adam_b2 = 0.999
+    config.d_steps = 3  # D steps per G step; each step reads its own batch
+    config.lr_decay_start = -1  # iteration from which both rates fall linearly to 0; -1 never
+    config.num_train_steps = -1  # iterations (d_steps D steps + 1 G step); -1: from num_epochs
+    config.num_epochs = 8.0  # used when num_train_steps is -1; an epoch reads the train split once
+    config.seed = 0  # seeds the model, the data order and flips: same seed, same run
+
+    # Logging, samples, checkpoints.
+    config.log_every = 50  # iterations between TensorBoard scalars and the progress-bar losses
+    config.sample_every = 500  # iterations between sample grids (TensorBoard and PNG); 0 never
+    config.num_samples = 8  # faces in a sample grid (the first of the validation split)
+    config.checkpoint_every = 500  # iterations between checkpoints (and one at the end)
+    config.keep_checkpoints = 3  # how many recent checkpoints to keep
+    config.collapse_threshold = 0.05  # mean mask inside the guide region below this ...
+    config.collapse_patience = 3  # ... at this many consecutive logs: a mask-collapse warning
     return config

@@ -6,11 +6,21 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 # Tests run on the CPU even where jax[cuda12] is installed; say so before jax is imported.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Small datasets are read in-process; tests that want the worker pool set this themselves.
 os.environ.setdefault("CELEBAMASK_WORKERS", "1")
+# Tests compile many tiny graphs and run each a few times: XLA's backend optimisations cost
+# more than they save there (an iteration compiles in 8 s, not 13 s). Same numbers.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
+# Runs that compile the same graph (a run and its resumption) compile it once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 
@@ -82,3 +92,22 @@ def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
     data_dir = tmp_path_factory.mktemp("tfds")
     tfds_celebamask.build_synthetic(os.fspath(data_dir), resolution=64, num_faces=96, seed=3)
     return data_dir
+
+
+def tiny_config(data_dir: os.PathLike, **overrides):
+    """configs/default.py shrunk to seconds on a CPU: 64 px synthetic faces, 4-channel nets."""
+    from configs import default
+
+    config = default.get_config()
+    config.update(dataset="celebamask_synthetic/64_n96_s3", data_dir=os.fspath(data_dir),
+                  image_size=64, width=4, num_down=2, num_res_blocks=1, d_width=4,
+                  d_num_layers=3, batch_size=2, num_train_steps=4, log_every=2, sample_every=2,
+                  num_samples=2, checkpoint_every=2)
+    config.update(overrides)
+    return config
+
+
+TINY_FLAGS = ("--config.dataset=celebamask_synthetic/64_n96_s3", "--config.image_size=64",
+              "--config.width=4", "--config.num_down=2", "--config.num_res_blocks=1",
+              "--config.d_width=4", "--config.d_num_layers=3", "--config.batch_size=2",
+              "--config.num_samples=2")

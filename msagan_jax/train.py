@@ -1,0 +1,503 @@
+"""Training: the state, a pure jitted iteration (d_steps D steps + 1 G step), and the loop.
+
+    state, metrics = train_iteration(state, batch)
+
+is a pure function of its inputs. `batch` holds d_steps + 1 batches stacked on a leading axis
+(image (K, B, H, W, 3), label (K, B), mask (K, B, H, W, 1)): the D steps read the first
+d_steps, the G step the last, as the public SaGAN/AttGAN code gives every step its own batch.
+`compile_train_iteration` jits it over a device mesh (parallel.py); `train_and_evaluate` is the
+loop with logging, sample grids, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import pathlib
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh
+
+from msagan_jax import checkpoint, input_pipeline, losses, models, parallel, visualize
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+Batch = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a run carries from one iteration to the next."""
+
+    step: jax.Array  # iterations done
+    g_params: Any
+    d_params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    rng: jax.Array  # raw uint32 key data; each iteration folds in its step
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; names the iteration and the term."""
+
+
+# --- Building blocks -----------------------------------------------------------------------
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the field for values the model or losses cannot use."""
+    if config.structure not in models.STRUCTURES:
+        raise ValueError(f"unknown structure {config.structure!r}; choose one of "
+                         f"{', '.join(models.STRUCTURES)}")
+    if config.mask_loss not in losses.MASK_LOSSES:
+        raise ValueError(f"unknown mask_loss {config.mask_loss!r}; choose one of "
+                         f"{', '.join(losses.MASK_LOSSES)}")
+    if config.adversarial_loss not in losses.ADVERSARIAL_LOSSES:
+        raise ValueError(f"unknown adversarial_loss {config.adversarial_loss!r}; choose one of "
+                         f"{', '.join(losses.ADVERSARIAL_LOSSES)}")
+    if config.compute_dtype not in DTYPES:
+        raise ValueError(f"unknown compute_dtype {config.compute_dtype!r}; choose one of "
+                         f"{', '.join(DTYPES)}")
+    input_pipeline.task_from_config(config)  # checks attribute and guide_mask
+    for name in ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_layers",
+                 "d_steps", "log_every", "num_samples", "checkpoint_every", "keep_checkpoints"):
+        if config[name] <= 0:
+            raise ValueError(f"{name}={config[name]} must be positive")
+    for name in ("num_res_blocks", "sample_every", "input_workers"):
+        if config[name] < 0:
+            raise ValueError(f"{name}={config[name]} must not be negative")
+    if config.image_size % 2 ** config.d_num_layers or config.image_size % 2 ** config.num_down:
+        raise ValueError(f"image_size={config.image_size} must divide by 2**d_num_layers="
+                         f"{2 ** config.d_num_layers} and 2**num_down={2 ** config.num_down}")
+    if config.num_train_steps <= 0 and config.num_epochs <= 0:
+        raise ValueError("set num_train_steps or num_epochs to a positive value")
+
+
+def create_models(config: ml_collections.ConfigDict) -> tuple[models.Generator,
+                                                               models.Discriminator]:
+    """G and D as the config describes them."""
+    dtype = DTYPES[config.compute_dtype]
+    generator = models.Generator(config.structure, config.width, config.num_down,
+                                 config.num_res_blocks, dtype)
+    discriminator = models.Discriminator(config.d_width, config.d_num_layers, dtype=dtype)
+    return generator, discriminator
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict,
+                           num_steps: int) -> optax.Schedule:
+    """Constant 2e-4, or falling linearly to 0 from iteration lr_decay_start to the end."""
+    if config.lr_decay_start < 0 or config.lr_decay_start >= num_steps:
+        return optax.constant_schedule(config.learning_rate)
+    return optax.join_schedules([
+        optax.constant_schedule(config.learning_rate),
+        optax.linear_schedule(config.learning_rate, 0.0, num_steps - config.lr_decay_start)],
+        [config.lr_decay_start])
+
+
+def create_optimizers(config: ml_collections.ConfigDict,
+                      num_steps: int) -> tuple[optax.GradientTransformation,
+                                               optax.GradientTransformation]:
+    """Adam for G and for D (SaGAN: lr 2e-4, betas 0.5, 0.999); schedules run in iterations."""
+    schedule = learning_rate_schedule(config, num_steps)
+    d_steps = config.d_steps
+    g_tx = optax.adam(schedule, b1=config.adam_b1, b2=config.adam_b2)
+    d_tx = optax.adam(lambda count: schedule(count // d_steps), b1=config.adam_b1,
+                      b2=config.adam_b2)
+    return g_tx, d_tx
+
+
+def init_state(config: ml_collections.ConfigDict, num_steps: int) -> TrainState:
+    """The initial state, from config.seed alone."""
+    generator, discriminator = create_models(config)
+    g_tx, d_tx = create_optimizers(config, num_steps)
+    key = jax.random.PRNGKey(config.seed)
+    g_key, d_key, run_key = jax.random.split(key, 3)
+    image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
+    g_params = generator.init(g_key, image, jnp.zeros((1,), jnp.float32))
+    d_params = discriminator.init(d_key, image)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+                      rng=run_key)
+
+
+def _guide_statistics(mask: jax.Array, guide: jax.Array) -> dict[str, jax.Array]:
+    """How the attention mask b sits on the guide mask m: its mean inside m (near 0 when the
+    mask collapses), the share of m with b > 0.5 (coverage), and its mean outside m."""
+    area = jnp.maximum(jnp.sum(guide), 1.0)
+    outside = jnp.maximum(jnp.sum(1.0 - guide), 1.0)
+    return {"mask/guide_mean": jnp.sum(mask * guide) / area,
+            "mask/guide_coverage": jnp.sum((mask > 0.5) * guide) / area,
+            "mask/outside_mean": jnp.sum(mask * (1.0 - guide)) / outside}
+
+
+# --- The pure iteration --------------------------------------------------------------------
+
+def make_train_iteration(config: ml_collections.ConfigDict,
+                         num_steps: int) -> Callable[[TrainState, Batch],
+                                                     tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
+    validate_config(config)
+    generator, discriminator = create_models(config)
+    g_tx, d_tx = create_optimizers(config, num_steps)
+    adversarial = config.adversarial_loss
+
+    def d_loss(d_params, image, label, fake, key):
+        # Real and edited images in one pass: D has no batch statistics, so this equals two.
+        scores, logits = discriminator.apply(d_params, jnp.concatenate([image, fake]))
+        n = image.shape[0]
+        src = losses.adversarial_loss_d(adversarial, scores[:n], scores[n:])
+        terms = {"d/src": src}
+        if adversarial == "wgan_gp":
+            epsilon = jax.random.uniform(key, (n,))
+            terms["d/gp"] = losses.gradient_penalty(
+                lambda x: discriminator.apply(d_params, x)[0], image, fake, epsilon)
+            src = src + config.gp_weight * terms["d/gp"]
+        terms["d/cls"] = losses.classification_loss(logits[:n], label)
+        terms["d/cls_accuracy"] = jnp.mean((logits[:n] > 0) == (label > 0.5))
+        loss = losses.discriminator_loss(src, config.cls_weight * terms["d/cls"])
+        return loss, {"d/loss": loss, **terms}
+
+    def d_step(g_params, carry, xs):
+        d_params, d_opt_state = carry
+        image, label, key = xs
+        fake, _, _ = generator.apply(g_params, image, 1.0 - label)
+        grads, metrics = jax.grad(d_loss, has_aux=True)(
+            d_params, image, label, jax.lax.stop_gradient(fake), key)
+        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
+        return (optax.apply_updates(d_params, updates), d_opt_state), metrics
+
+    def g_loss(g_params, d_params, image, label, guide):
+        # The edit pass G(I, 1-c) and the identity pass G(I, c) in one call: what sees only
+        # the image (SaGAN's SAN) runs once for both.
+        both, _, b_both = generator.apply(g_params, image, jnp.stack([1.0 - label, label]))
+        edit, identity, b_edit, b_id = both[0], both[1], b_both[0], b_both[1]
+        dual, _, b_dual = generator.apply(g_params, edit, label)
+        scores, logits = discriminator.apply(d_params, edit)
+        terms = {"g/adv": losses.adversarial_loss_g(adversarial, scores),
+                 "g/cls": losses.classification_loss(logits, 1.0 - label),
+                 "g/rec_id": losses.l1_distance(identity, image),
+                 "g/rec_dual": losses.l1_distance(dual, image)}
+        rec = losses.reconstruction_loss(image, identity, dual, config.rec_id_weight,
+                                         config.rec_dual_weight)
+        stats = {"mask/mean": jnp.mean(b_edit)}
+        mask = jnp.zeros((), jnp.float32)
+        if guide is not None:
+            # The guide statistics are logged without a mask loss too: they show the collapse.
+            stats.update(_guide_statistics(b_edit, guide))
+        if guide is not None and config.mask_loss != "none":
+            kind = config.mask_loss
+            mask = losses.mask_loss(kind, guide, b_id, b_dual, config.mask_id_weight,
+                                    config.mask_dual_weight)
+            terms["g/mask_id"] = losses.mask_term(kind, guide, b_id)
+            terms["g/mask_dual"] = losses.mask_term(kind, guide, b_dual)
+            if config.mask_edit_weight:
+                terms["g/mask_edit"] = losses.mask_term(kind, guide, b_edit)
+                mask = mask + config.mask_edit_weight * terms["g/mask_edit"]
+        terms["g/mask"] = mask
+        loss = losses.generator_loss(terms["g/adv"], config.cls_weight * terms["g/cls"], rec,
+                                     mask)
+        return loss, {"g/loss": loss, **terms, **stats}
+
+    def train_iteration(state: TrainState, batch: Batch):
+        k = config.d_steps
+        key = jax.random.fold_in(state.rng, state.step)
+        images, labels = batch["image"], batch["label"]
+        guides = batch.get("mask")
+        (d_params, d_opt_state), d_metrics = jax.lax.scan(
+            functools.partial(d_step, state.g_params), (state.d_params, state.d_opt_state),
+            (images[:k], labels[:k], jax.random.split(key, k)), unroll=True)
+        grads, g_metrics = jax.grad(g_loss, has_aux=True)(
+            state.g_params, d_params, images[k], labels[k],
+            None if guides is None else guides[k])
+        updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
+        state = state.replace(step=state.step + 1,
+                              g_params=optax.apply_updates(state.g_params, updates),
+                              d_params=d_params, g_opt_state=g_opt_state,
+                              d_opt_state=d_opt_state)
+        metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
+        return state, metrics
+
+    return train_iteration
+
+
+def compile_train_iteration(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh):
+    """train_iteration jitted over `mesh`: state replicated and donated, batch split along its
+    example axis (axis 1), metrics replicated."""
+    replicated = parallel.replicated(mesh)
+    return jax.jit(make_train_iteration(config, num_steps),
+                   in_shardings=(replicated, parallel.batch_sharding(mesh, example_axis=1)),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def create_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh) -> TrainState:
+    """The initial state, created directly as replicated arrays on the mesh."""
+    return jax.jit(functools.partial(init_state, config, num_steps),
+                   out_shardings=parallel.replicated(mesh))()
+
+
+def abstract_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh) -> TrainState:
+    """Shapes, dtypes and shardings of the state, for restoring a checkpoint into."""
+    shapes = jax.eval_shape(functools.partial(init_state, config, num_steps))
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        shapes)
+
+
+def make_sample_fn(config: ml_collections.ConfigDict) -> Callable:
+    """jitted (g_params, images) -> (outputs, masks, attribute_images), each stacked over the
+    target values c = 0, 1 on a leading axis."""
+    generator, _ = create_models(config)
+
+    @jax.jit
+    def sample(g_params, images):
+        n = images.shape[0]
+        outputs, attribute_images, masks = generator.apply(
+            g_params, images, jnp.stack([jnp.zeros(n), jnp.ones(n)]))
+        return outputs, masks, attribute_images
+
+    return sample
+
+
+# --- The loop ------------------------------------------------------------------------------
+
+def num_train_steps(config: ml_collections.ConfigDict, train_examples: int) -> int:
+    """Iterations of the run: num_train_steps, or num_epochs over the train split."""
+    if config.num_train_steps > 0:
+        return int(config.num_train_steps)
+    per_iteration = (config.d_steps + 1) * config.batch_size
+    return max(1, math.ceil(config.num_epochs * train_examples / per_iteration))
+
+
+@dataclasses.dataclass
+class CollapseWatch:
+    """Counts consecutive logs where the mask's mean inside the guide region is near zero: the
+    paper's failure, where G learns b = 0 and returns its input unchanged."""
+
+    threshold: float = 0.05
+    patience: int = 3
+    streak: int = 0
+    warnings: int = 0
+
+    def update(self, guide_mean: float) -> bool:
+        """Records one log's value; True when it is time to warn."""
+        self.streak = self.streak + 1 if guide_mean < self.threshold else 0
+        if self.streak == self.patience:
+            self.warnings += 1
+            return True
+        return False
+
+
+def check_finite(history: list[tuple[int, dict[str, float]]]) -> None:
+    """Raises NonFiniteLossError naming the first iteration with a NaN or inf, and every term
+    that is not finite there."""
+    for step, metrics in history:
+        bad = [f"{name}={value}" for name, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {step}: {', '.join(bad)}. Training stopped; the "
+                f"last checkpoint is from before it. Lower learning_rate or check the data.")
+
+
+class _StopRequest:
+    """SIGTERM or Ctrl-C asks the loop to save and stop after the current iteration; a second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logging.warning("got signal %d: saving a checkpoint and stopping", signum)
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _any_process(flag: bool) -> bool:
+    """True when `flag` is set in any process (every process must stop at the same step)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+
+def _stack_iteration_batch(batch: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """The loader's (K * b, ...) batch -> (K, b, ...): one batch per D step and the G step."""
+    return {name: value.reshape((k, -1) + value.shape[1:])
+            for name, value in batch.items() if name in ("image", "label", "mask")}
+
+
+class _Writer:
+    """TensorBoard (tensorboardX: no TensorFlow needed) and PNG output of process 0."""
+
+    def __init__(self, workdir: pathlib.Path, enabled: bool):
+        self.workdir, self.enabled = workdir, enabled
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.fspath(workdir))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self._tb is not None:
+            for name, value in values.items():
+                self._tb.add_scalar(name, value, step)
+            self._tb.flush()
+
+    def grid(self, step: int, grid: np.ndarray) -> None:
+        if self._tb is not None:
+            self._tb.add_image("samples", grid, step, dataformats="HWC")
+            visualize.save_png(grid, self.workdir / "samples" / f"step_{step:07d}.png")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _sample_images(task: input_pipeline.Task, config: ml_collections.ConfigDict) -> np.ndarray:
+    """The first num_samples faces of the validation split (the test split, or train, when the
+    dataset has none): the same faces in every grid of the run."""
+    for split in ("validation", "test", "train"):
+        try:
+            loader = input_pipeline.create_eval_loader(task, batch_size=config.num_samples,
+                                                       split=split, shard_index=0, shard_count=1)
+            return next(iter(loader))["image"]
+        except (input_pipeline.DatasetNotFoundError, StopIteration, ValueError):
+            continue
+    raise ValueError(f"{task.dataset} has no split to draw sample faces from")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) -> TrainState:
+    """Trains the configured editor in `workdir`, resuming from its latest checkpoint.
+
+    Writes TensorBoard logs, sample grids (TensorBoard and <workdir>/samples/*.png) and
+    checkpoints (<workdir>/checkpoints). Returns the final state.
+    """
+    validate_config(config)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    info = input_pipeline.prepare(config)
+    splits = ", ".join(f"{name} {split.num_examples}" for name, split in info.splits.items())
+    logging.info("%s: %s (in %s)", info.full_name, splits, info.data_dir)
+    task = input_pipeline.task_from_config(config)
+    if task.mask_name is None and config.mask_loss != "none":
+        raise ValueError(f"attribute {config.attribute!r} has no guide mask (guide_mask="
+                         f"{config.guide_mask!r}); use mask_loss='none' or choose a guide_mask")
+    if config.batch_size % jax.device_count():
+        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the "
+                         f"{jax.device_count()} devices")
+    num_steps = num_train_steps(config, info.splits["train"].num_examples)
+    mesh = parallel.create_mesh()
+    k = config.d_steps + 1
+    loader = input_pipeline.create_train_loader(task, batch_size=k * config.batch_size,
+                                                seed=config.seed,
+                                                worker_count=config.input_workers)
+    iterator = iter(loader)
+
+    manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
+    start = checkpoint.latest_step(manager)
+    if start is None:
+        state = create_state(config, num_steps, mesh)
+        start = 0
+    else:
+        checkpoint.check_compatible(checkpoint.saved_config(manager, start), config,
+                                    checkpoint.checkpoint_dir(workdir))
+        state, _ = checkpoint.restore(manager, start, abstract_state(config, num_steps, mesh),
+                                      iterator)
+        logging.info("resumed from the checkpoint of iteration %d in %s", start, workdir)
+    checkpoint.write_config(workdir, config)
+
+    step_fn = compile_train_iteration(config, num_steps, mesh)
+    sample_fn = make_sample_fn(config)
+    samples = parallel.replicate_host_data(_sample_images(task, config), mesh)
+    is_main = jax.process_index() == 0
+    writer = _Writer(workdir, is_main)
+    watch = CollapseWatch(config.collapse_threshold, config.collapse_patience)
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    saved_step = start
+
+    def flush() -> None:
+        """Brings the pending metrics to the host, checks them, logs their means."""
+        if not pending:
+            return
+        history = [(s, {n: float(v) for n, v in m.items()}) for s, m in jax.device_get(pending)]
+        pending.clear()
+        check_finite(history)
+        step = history[-1][0]
+        means = {name: float(np.mean([m[name] for _, m in history])) for name in history[0][1]}
+        means["perf/iterations_per_s"] = len(history) / max(time.perf_counter() - timer[0], 1e-9)
+        means["perf/images_per_s"] = means["perf/iterations_per_s"] * k * config.batch_size
+        timer[0] = time.perf_counter()
+        if "mask/guide_mean" in means and watch.update(means["mask/guide_mean"]):
+            logging.warning(
+                "mask collapse at iteration %d: the attention mask's mean inside the guide "
+                "region has stayed below %.3g for %d logs (now %.4f), so the editor returns its "
+                "input unchanged. The paper saw this without a mask loss (e.g. E2D1); try "
+                "mask_loss='sde'.", step, watch.threshold, watch.patience,
+                means["mask/guide_mean"])
+        means["mask/collapse_warnings"] = watch.warnings
+        writer.scalars(step, means)
+        bar.set_postfix({"D": f"{means['d/loss']:.3f}", "G": f"{means['g/loss']:.3f}",
+                         "mask": f"{means['mask/mean']:.3f}"}, refresh=False)
+
+    def save(step: int) -> None:
+        nonlocal saved_step
+        flush()  # never save parameters that came from a non-finite loss
+        checkpoint.save(manager, step, state, iterator, config)
+        saved_step = step
+
+    import tqdm  # imported here: notebooks that only build models need not have it
+    bar = tqdm.tqdm(total=num_steps, initial=start, disable=not is_main, unit="it",
+                    desc=f"{config.structure}+{config.mask_loss}", smoothing=0.1)
+    timer = [time.perf_counter()]
+    step = start
+    try:
+        with _StopRequest() as stop:
+            while step < num_steps:
+                batch = parallel.global_batch(_stack_iteration_batch(next(iterator), k), mesh,
+                                              example_axis=1)
+                state, metrics = step_fn(state, batch)
+                step += 1
+                pending.append((step, metrics))
+                bar.update()
+                if step % config.log_every == 0 or step == num_steps:
+                    flush()
+                if config.sample_every and (step % config.sample_every == 0 or step == num_steps):
+                    outputs, masks, attribute_images = jax.device_get(
+                        sample_fn(state.g_params, samples))
+                    writer.grid(step, visualize.sample_grid(np.asarray(jax.device_get(samples)),
+                                                            outputs, masks, attribute_images))
+                if step % config.checkpoint_every == 0 or step == num_steps:
+                    save(step)
+                check_stop = jax.process_count() == 1 or step % config.log_every == 0
+                if check_stop and _any_process(stop.requested):
+                    if saved_step != step:
+                        save(step)
+                    logging.warning("stopped at iteration %d of %d; run again to resume", step,
+                                    num_steps)
+                    break
+            flush()
+    finally:
+        manager.wait_until_finished()
+        bar.close()
+        writer.close()
+    return state

@@ -1,0 +1,119 @@
+"""The editing networks, the generator and the discriminator."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msagan_jax import models
+
+TINY = dict(width=4, num_down=2, num_res_blocks=1)
+
+
+def _init(module, *inputs):
+    return module.init(jax.random.PRNGKey(0), *inputs)
+
+
+def _image(batch=2, size=32, seed=0):
+    return jax.random.uniform(jax.random.PRNGKey(seed), (batch, size, size, 3), minval=-1, maxval=1)
+
+
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_every_structure_returns_an_attribute_image_in_tanh_range_and_a_mask_in_0_1(structure):
+    image, c = _image(), jnp.array([0.0, 1.0])
+    net = models.EditingNetwork(structure, **TINY)
+    attribute_image, mask = net.apply(_init(net, image, c), image, c)
+    assert attribute_image.shape == (2, 32, 32, 3) and mask.shape == (2, 32, 32, 1)
+    assert attribute_image.dtype == mask.dtype == jnp.float32
+    assert float(jnp.min(mask)) >= 0 and float(jnp.max(mask)) <= 1
+    assert float(jnp.max(jnp.abs(attribute_image))) <= 1
+
+
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_the_generator_returns_its_input_wherever_the_mask_is_zero(structure):
+    image, c = _image(), jnp.array([1.0, 0.0])
+    generator = models.Generator(structure, **TINY)
+    params = jax.tree.map(lambda x: x, _init(generator, image, c))  # a mutable copy
+    f = params["params"]["F"]
+    # The mask comes from the last conv of the mask path: zero weights and a bias of -200 make
+    # sigmoid exactly 0 in float32.
+    if structure.endswith("d2"):
+        last, channel = f["decoder_s"], 0
+    else:
+        last, channel = f["decoder"], 3
+    conv = last[max(k for k in last if k.startswith("Conv_"))]
+    conv["kernel"] = conv["kernel"].at[..., channel].set(0.0)
+    conv["bias"] = conv["bias"].at[channel].set(-200.0)
+    output, attribute_image, mask = generator.apply(params, image, c)
+    assert float(jnp.max(mask)) == 0.0
+    np.testing.assert_array_equal(output, image)
+    assert float(jnp.max(jnp.abs(attribute_image - image))) > 0.1  # I_a itself is no copy
+
+
+def test_compose_pastes_the_attribute_image_only_inside_the_mask():
+    image, attribute_image = jnp.zeros((1, 4, 4, 3)), jnp.ones((1, 4, 4, 3))
+    mask = jnp.zeros((1, 4, 4, 1)).at[:, :2].set(1.0)
+    out = models.compose(image, attribute_image, mask)
+    np.testing.assert_array_equal(out[:, :2], 1.0)
+    np.testing.assert_array_equal(out[:, 2:], 0.0)
+
+
+def test_sagan_attention_mask_ignores_the_target_value_but_its_attribute_image_does_not():
+    image = _image()
+    net = models.EditingNetwork("e2d2", **TINY)
+    params = _init(net, image, jnp.zeros(2))
+    a0, b0 = net.apply(params, image, jnp.zeros(2))
+    a1, b1 = net.apply(params, image, jnp.ones(2))
+    np.testing.assert_array_equal(b0, b1)  # SAN sees the image alone
+    assert float(jnp.max(jnp.abs(a0 - a1))) > 0
+
+
+@pytest.mark.parametrize("structure,expected", [
+    ("e2d2", 12_220_644), ("e2d1", 12_056_580), ("e1d2", 6_802_596), ("e1d1", 6_114_244)])
+def test_parameter_counts_at_the_paper_recipe(structure, expected):
+    # e2d2 is the public PyTorch SaGAN's 12,220,644 (AMN 6,112,675 + SAN 6,107,969).
+    image, c = jnp.zeros((1, 128, 128, 3)), jnp.zeros(1)
+    generator = models.Generator(structure)
+    shapes = jax.eval_shape(functools.partial(generator.init, jax.random.PRNGKey(0)), image, c)
+    assert models.parameter_count(shapes) == expected
+    if structure == "e2d2":
+        parts = models.subtree_counts(shapes, ["encoder_a", "decoder_a", "encoder_s", "decoder_s"])
+        assert parts["encoder_a"] + parts["decoder_a"] == 6_112_675  # AMN
+        assert parts["encoder_s"] + parts["decoder_s"] == 6_107_969  # SAN
+
+
+def test_the_discriminator_matches_sagan_and_has_a_patch_head_and_a_logit_head():
+    image = jnp.zeros((3, 128, 128, 3))
+    d = models.Discriminator()
+    shapes = jax.eval_shape(functools.partial(d.init, jax.random.PRNGKey(0)), image)
+    assert models.parameter_count(shapes) == 11_190_754
+    src, cls = jax.eval_shape(d.apply, shapes, image)
+    assert src.shape == (3, 2, 2) and cls.shape == (3,)
+
+
+def test_the_discriminator_refuses_an_image_its_layers_cannot_halve():
+    d = models.Discriminator(width=4, num_layers=6)
+    with pytest.raises(ValueError, match="divisible by 64, not 48"):
+        d.init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))
+
+
+def test_an_unknown_structure_is_refused_by_name():
+    net = models.EditingNetwork("e3d3", **TINY)
+    with pytest.raises(ValueError, match="unknown structure 'e3d3'"):
+        _init(net, _image(), jnp.zeros(2))
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs_close_to_float32():
+    image, c = _image(), jnp.array([0.0, 1.0])
+    g32 = models.Generator("e1d1", **TINY)
+    g16 = models.Generator("e1d1", **TINY, dtype=jnp.bfloat16)
+    params = _init(g32, image, c)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(_init(g16, image, c)))
+    out32, _, _ = g32.apply(params, image, c)
+    out16, _, _ = g16.apply(params, image, c)
+    assert out16.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(out16 - out32))) < 0.1

@@ -1,0 +1,174 @@
+"""Training: the pure iteration, every paper config, the loop's outputs, resume and stops."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+from msagan_jax import checkpoint, input_pipeline, parallel, train
+
+PAPER_CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("e?d?_*.py"))
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.fixture(scope="module")
+def iteration_batch(synthetic_data_dir):
+    """One iteration's worth of real synthetic faces: (d_steps + 1, 2, 64, 64, ...)."""
+    config = tiny_config(synthetic_data_dir)
+    input_pipeline.prepare(config)
+    task = input_pipeline.task_from_config(config)
+    loader = input_pipeline.create_train_loader(task, batch_size=4 * config.batch_size, seed=0)
+    return train._stack_iteration_batch(next(iter(loader)), 4)
+
+
+def test_there_are_sixteen_paper_configs_each_changing_structure_and_mask_loss_only():
+    from configs import default
+
+    assert len(PAPER_CONFIGS) == 16
+    base = default.get_config().to_dict()
+    for name in PAPER_CONFIGS:
+        config = importlib.import_module(f"configs.{name}").get_config()
+        structure, loss = name.split("_")
+        assert (config.structure, config.mask_loss) == (structure,
+                                                        "none" if loss == "nomask" else loss)
+        changed = {k for k, v in config.to_dict().items() if base[k] != v}
+        assert changed <= {"structure", "mask_loss"}, (name, changed)
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_every_paper_config_trains_with_finite_losses(name, synthetic_data_dir, iteration_batch):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    tiny = tiny_config(synthetic_data_dir, structure=config.structure,
+                       mask_loss=config.mask_loss)
+    mesh = parallel.create_mesh()
+    state = train.create_state(tiny, 10, mesh)
+    before = jax.device_get(state.g_params)
+    step = train.compile_train_iteration(tiny, 10, mesh)
+    batch = parallel.global_batch(iteration_batch, mesh, example_axis=1)
+    for _ in range(2):
+        state, metrics = step(state, batch)
+    metrics = jax.device_get(metrics)
+    assert all(math.isfinite(float(v)) for v in metrics.values()), metrics
+    assert int(state.step) == 2
+    assert not _leaves_equal(before, jax.device_get(state.g_params))
+    assert ("g/mask_id" in metrics) == (config.mask_loss != "none")
+    if config.mask_loss != "none":
+        assert float(metrics["g/mask"]) > 0
+
+
+def test_the_same_seed_gives_the_same_initial_state_and_another_seed_another(synthetic_data_dir):
+    config = tiny_config(synthetic_data_dir)
+    a, b = train.init_state(config, 10), train.init_state(config, 10)
+    assert _leaves_equal(a, b)
+    config.seed = 1
+    assert not _leaves_equal(a.g_params, train.init_state(config, 10).g_params)
+
+
+def test_the_learning_rate_decays_linearly_to_zero_and_d_follows_in_iterations():
+    config = tiny_config(".", lr_decay_start=50)
+    schedule = train.learning_rate_schedule(config, 100)
+    assert float(schedule(0)) == float(schedule(50)) == pytest.approx(2e-4)
+    assert float(schedule(75)) == pytest.approx(1e-4)
+    assert float(schedule(100)) == pytest.approx(0.0)
+    config.lr_decay_start = -1
+    assert float(train.learning_rate_schedule(config, 100)(100)) == pytest.approx(2e-4)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("structure", "e3d3", "unknown structure 'e3d3'"),
+    ("mask_loss", "l2", "unknown mask_loss 'l2'"),
+    ("adversarial_loss", "hinge", "unknown adversarial_loss 'hinge'"),
+    ("compute_dtype", "float16", "unknown compute_dtype 'float16'"),
+    ("attribute", "Mouth_Open", "unknown attribute 'Mouth_Open'"),
+    ("batch_size", 0, "batch_size=0 must be positive"),
+    ("d_steps", -1, "d_steps=-1 must be positive"),
+    ("image_size", 36, "image_size=36 must divide by 2**d_num_layers"),
+])
+def test_bad_config_values_are_refused_naming_the_field(field, value, message):
+    config = tiny_config(".")
+    config[field] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.validate_config(config)
+
+
+def test_the_collapse_watch_warns_once_per_streak_of_low_guide_mask_means():
+    watch = train.CollapseWatch(threshold=0.05, patience=3)
+    assert [watch.update(v) for v in (0.01, 0.02, 0.01, 0.0, 0.5, 0.01, 0.01, 0.01)] == [
+        False, False, True, False, False, False, False, True]
+    assert watch.warnings == 2
+
+
+def test_a_non_finite_loss_is_reported_with_its_iteration_and_term():
+    history = [(7, {"d/loss": 1.0, "g/loss": 2.0}), (8, {"d/loss": 1.0, "g/rec_id": math.inf})]
+    with pytest.raises(train.NonFiniteLossError, match="at iteration 8: g/rec_id=inf"):
+        train.check_finite(history)
+
+
+def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_like_an_uninterrupted_run(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    straight = jax.device_get(train.train_and_evaluate(tiny_config(synthetic_data_dir),
+                                                       tmp_path / "straight"))
+    assert int(straight.step) == 4
+
+    # SIGTERM arrives during iteration 1's logging; checkpoints would come only at 100.
+    scalars = train._Writer.scalars
+
+    def scalars_then_sigterm(self, step, values):
+        scalars(self, step, values)
+        if step == 1:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(train._Writer, "scalars", scalars_then_sigterm)
+    stopped_dir = tmp_path / "stopped"
+    config = tiny_config(synthetic_data_dir, log_every=1, checkpoint_every=100)
+    stopped = train.train_and_evaluate(config, stopped_dir)
+    assert int(stopped.step) == 1
+    assert sorted(p.name for p in (stopped_dir / "checkpoints").iterdir()) == ["1"]
+    monkeypatch.setattr(train._Writer, "scalars", scalars)
+
+    resumed = jax.device_get(train.train_and_evaluate(config, stopped_dir))
+    assert int(resumed.step) == 4
+    assert _leaves_equal(straight, resumed)
+
+    # What the loop leaves in a workdir.
+    workdir = tmp_path / "straight"
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+        "step_0000002.png", "step_0000004.png"]
+    assert list(workdir.glob("events.out.tfevents.*"))
+    assert checkpoint.read_config(workdir)["structure"] == "e1d1"
+
+
+def test_a_nan_loss_stops_the_run_naming_iteration_and_term_and_keeps_the_last_checkpoint(
+        synthetic_data_dir, tmp_path):
+    config = tiny_config(synthetic_data_dir, num_train_steps=2, sample_every=0)
+    train.train_and_evaluate(config, tmp_path)
+    config.update(num_train_steps=4, gp_weight=float("nan"), log_every=1, checkpoint_every=1)
+    with pytest.raises(train.NonFiniteLossError, match="at iteration 3: .*d/loss=nan"):
+        train.train_and_evaluate(config, tmp_path)
+    manager = checkpoint.create_manager(tmp_path)
+    assert checkpoint.latest_step(manager) == 2
+    state = train.abstract_state(config, 4, parallel.create_mesh())
+    iterator = iter(input_pipeline.create_train_loader(
+        input_pipeline.task_from_config(config), batch_size=8, seed=0))
+    restored, _ = checkpoint.restore(manager, 2, state, iterator)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(restored))
+
+
+def test_a_workdir_refuses_a_config_with_other_parameter_shapes(synthetic_data_dir, tmp_path):
+    train.train_and_evaluate(tiny_config(synthetic_data_dir, num_train_steps=1, sample_every=0),
+                             tmp_path)
+    with pytest.raises(ValueError, match="width: checkpoint 4, config 8"):
+        train.train_and_evaluate(tiny_config(synthetic_data_dir, width=8, num_train_steps=2),
+                                 tmp_path)
