@@ -19,7 +19,7 @@ def get_config():
     config.num_res_blocks = 2
     config.d_width = 16
     config.d_num_layers = 5
-    config.num_train_steps = 1500
+    config.num_train_steps = 1000
     config.log_every = 25
     config.sample_every = 250
     config.checkpoint_every = 250
