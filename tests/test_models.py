@@ -117,3 +117,38 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs_close_to_float32(
     out16, _, _ = g16.apply(params, image, c)
     assert out16.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(out16 - out32))) < 0.1
+
+
+def _pytorch_conv_transpose(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """ConvTranspose2d(4, stride 2, padding 1) by its definition: y[2i - 1 + k] += x[i] K[k]."""
+    b, h, w, _ = x.shape
+    y = np.zeros((b, 2 * h, 2 * w, kernel.shape[-1]))
+    for i in range(h):
+        for j in range(w):
+            for ky in range(4):
+                for kx in range(4):
+                    r, s = 2 * i - 1 + ky, 2 * j - 1 + kx
+                    if 0 <= r < 2 * h and 0 <= s < 2 * w:
+                        y[:, r, s] += x[:, i, j] @ kernel[ky, kx]
+    return y
+
+
+def test_the_up_layer_is_pytorchs_transposed_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    kernel = rng.normal(size=(4, 4, 3, 2)).astype(np.float32)
+    bias = np.array([0.5, -1.0], np.float32)
+    y = models.UpConv(2).apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    np.testing.assert_allclose(y, _pytorch_conv_transpose(x, kernel) + bias, atol=1e-4)
+
+
+def test_the_down_layer_is_a_stride_2_convolution_with_padding_1():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 8, 6, 3)).astype(np.float32)
+    kernel = rng.normal(size=(4, 4, 3, 5)).astype(np.float32)
+    bias = rng.normal(size=(5,)).astype(np.float32)
+    y = models.DownConv(5).apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    expected = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    assert y.shape == (2, 4, 3, 5)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
