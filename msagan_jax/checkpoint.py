@@ -60,14 +60,13 @@ def saved_config(manager: ocp.CheckpointManager, step: int) -> dict:
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
-            iterator: Any) -> tuple[Any, dict]:
+            iterator: Any) -> Any:
     """Restores checkpoint `step` into arrays shaped and sharded like `abstract_state`, and
-    moves `iterator` to where it was; returns (state, saved config dict)."""
+    moves `iterator` to where it was; returns the state (`saved_config` reads the config)."""
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(iterator),
-        config=ocp.args.JsonRestore()))
-    return restored.state, restored.config
+        data=grain.checkpoint.CheckpointRestore(iterator)))
+    return restored.state
 
 
 def check_compatible(saved: dict, config: Any, where: os.PathLike) -> None:

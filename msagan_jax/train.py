@@ -422,14 +422,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
     else:
         checkpoint.check_compatible(checkpoint.saved_config(manager, start), config,
                                     checkpoint.checkpoint_dir(workdir))
-        state, _ = checkpoint.restore(manager, start, abstract_state(config, num_steps, mesh),
-                                      iterator)
+        state = checkpoint.restore(manager, start, abstract_state(config, num_steps, mesh),
+                                   iterator)
         logging.info("resumed from the checkpoint of iteration %d in %s", start, workdir)
     checkpoint.write_config(workdir, config)
 
     step_fn = compile_train_iteration(config, num_steps, mesh)
     sample_fn = make_sample_fn(config)
-    samples = parallel.replicate_host_data(_sample_images(task, config), mesh)
+    sample_faces = _sample_images(task, config)  # host copy, for the grids
+    samples = parallel.replicate_host_data(sample_faces, mesh)
     is_main = jax.process_index() == 0
     writer = _Writer(workdir, is_main)
     watch = CollapseWatch(config.collapse_threshold, config.collapse_patience)
@@ -485,7 +486,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
                 if config.sample_every and (step % config.sample_every == 0 or step == num_steps):
                     outputs, masks, attribute_images = jax.device_get(
                         sample_fn(state.g_params, samples))
-                    writer.grid(step, visualize.sample_grid(np.asarray(jax.device_get(samples)),
+                    writer.grid(step, visualize.sample_grid(sample_faces,
                                                             outputs, masks, attribute_images))
                 if step % config.checkpoint_every == 0 or step == num_steps:
                     save(step)

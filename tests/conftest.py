@@ -94,20 +94,18 @@ def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
     return data_dir
 
 
+# The tiny recipe: 64 px synthetic faces, 4-channel nets, batch 2.
+TINY = dict(dataset="celebamask_synthetic/64_n96_s3", image_size=64, width=4, num_down=2,
+            num_res_blocks=1, d_width=4, d_num_layers=3, batch_size=2, num_samples=2)
+TINY_FLAGS = tuple(f"--config.{name}={value}" for name, value in TINY.items())
+
+
 def tiny_config(data_dir: os.PathLike, **overrides):
-    """configs/default.py shrunk to seconds on a CPU: 64 px synthetic faces, 4-channel nets."""
+    """configs/default.py shrunk to seconds on a CPU (TINY), 4 iterations, saving every 2."""
     from configs import default
 
     config = default.get_config()
-    config.update(dataset="celebamask_synthetic/64_n96_s3", data_dir=os.fspath(data_dir),
-                  image_size=64, width=4, num_down=2, num_res_blocks=1, d_width=4,
-                  d_num_layers=3, batch_size=2, num_train_steps=4, log_every=2, sample_every=2,
-                  num_samples=2, checkpoint_every=2)
+    config.update(TINY, data_dir=os.fspath(data_dir), num_train_steps=4, log_every=2,
+                  sample_every=2, checkpoint_every=2)
     config.update(overrides)
     return config
-
-
-TINY_FLAGS = ("--config.dataset=celebamask_synthetic/64_n96_s3", "--config.image_size=64",
-              "--config.width=4", "--config.num_down=2", "--config.num_res_blocks=1",
-              "--config.d_width=4", "--config.d_num_layers=3", "--config.batch_size=2",
-              "--config.num_samples=2")

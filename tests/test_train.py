@@ -162,7 +162,7 @@ def test_a_nan_loss_stops_the_run_naming_iteration_and_term_and_keeps_the_last_c
     state = train.abstract_state(config, 4, parallel.create_mesh())
     iterator = iter(input_pipeline.create_train_loader(
         input_pipeline.task_from_config(config), batch_size=8, seed=0))
-    restored, _ = checkpoint.restore(manager, 2, state, iterator)
+    restored = checkpoint.restore(manager, 2, state, iterator)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(restored))
 
 
