@@ -58,8 +58,8 @@ class DownConv(nn.Module):
     Computed as one matrix product over the 16 strided slices of the padded input (im2col):
     the same kernel (4, 4, in, out) and result, but its gradients, and the gradients of its
     gradients that WGAN-GP's penalty needs, are slices, pads and matrix products. XLA's CPU
-    backend runs the dilated convolutions these otherwise become up to 15x slower: D's penalty
-    took 2.1 s, not 0.2 s, for 16 images at 128 px (an E2D2 iteration 26 s, not 20 s).
+    backend runs the dilated convolutions these otherwise become many times slower (README,
+    "Measured").
     """
 
     features: int
@@ -93,7 +93,7 @@ class UpConv(nn.Module):
     y[2i - 1 + k] += x[i] @ kernel[k] (in each spatial axis). Computed as one 2x2 convolution
     of the input (padded by 1) to 4x the channels, one group per output phase (a, b), then
     depth-to-space: the FLOPs of the transposed convolution with no zeros inserted, and
-    gradients that are plain convolutions, which XLA's CPU backend runs 5-8x faster than those
+    gradients that are plain convolutions, which XLA's CPU backend runs much faster than those
     of lax.conv_transpose. Same kernel (4, 4, in, out) and result.
     """
 
