@@ -14,6 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
     """The default configuration."""
     config = ml_collections.ConfigDict()
 
+    # What main.py trains.
+    config.model = "editor"  # "editor" (MSaGAN) or "classifier" (the judge; configs/classifier.py)
+
     # What to learn.
     config.structure = "e1d1"  # editing network: e2d2 (SaGAN), e2d1, e1d2, e1d1 (paper Fig. 2)
     config.mask_loss = "sde"  # guide-mask loss: none, mae, mse, sde (eqs. 4-5)
@@ -63,4 +66,19 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # how many recent checkpoints to keep
     config.collapse_threshold = 0.05  # mean mask inside the guide region below this ...
     config.collapse_patience = 3  # ... at this many consecutive logs: a mask-collapse warning
+
+    # Evaluation (METHOD.md section 4): each test face's attribute flipped, scored by the judge.
+    config.evaluate = True  # evaluate on eval_split when training ends (trains the judge if needed)
+    config.eval_split = "test"  # the split the metrics read, every example of it
+    config.eval_batch_size = 64  # global batch of evaluation (and of the judge's accuracy)
+    config.judge_workdir = "../judge"  # the judge's workdir, relative to --workdir: runs/x and
+    # runs/y share runs/judge. A judge with no results there is trained first, with these fields:
+
+    # The judge: a ResNet attribute classifier (the paper: ResNet-50, 50 epochs, 93.42%).
+    config.classifier_depth = 50  # 10, 18, 34 (basic blocks), 50, 101, 152 (bottlenecks)
+    config.classifier_width = 64  # channels of the stem; stage i has width * 2**i (x4 in bottlenecks)
+    config.classifier_epochs = 50.0  # passes over the train split
+    config.classifier_batch_size = 64  # global batch
+    config.classifier_learning_rate = 1e-3  # AdamW peak; 5% linear warm-up, cosine decay to 0
+    config.classifier_weight_decay = 1e-4  # AdamW's decoupled weight decay
     return config

@@ -60,19 +60,21 @@ def saved_config(manager: ocp.CheckpointManager, step: int) -> dict:
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
-            iterator: Any) -> Any:
+            iterator: Any = None) -> Any:
     """Restores checkpoint `step` into arrays shaped and sharded like `abstract_state`, and
-    moves `iterator` to where it was; returns the state (`saved_config` reads the config)."""
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(iterator)))
-    return restored.state
+    moves `iterator` (if given) to where it was; returns the state (`saved_config` reads the
+    config)."""
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if iterator is not None:
+        items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+    return manager.restore(step, args=ocp.args.Composite(**items)).state
 
 
-def check_compatible(saved: dict, config: Any, where: os.PathLike) -> None:
+def check_compatible(saved: dict, config: Any, where: os.PathLike,
+                     fields: tuple[str, ...] = SHAPE_FIELDS) -> None:
     """Raises if the workdir's checkpoints come from a run with other parameter shapes."""
     differ = [f"{name}: checkpoint {saved.get(name)!r}, config {config[name]!r}"
-              for name in SHAPE_FIELDS if saved.get(name) != config[name]]
+              for name in fields if saved.get(name) != config[name]]
     if differ:
         raise ValueError(f"the checkpoints in {where} were written by a run with another model "
                          f"({'; '.join(differ)}); use a new --workdir or the same config")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -283,3 +284,30 @@ def create_eval_loader(task: Task, *, batch_size: int, split: str = "test",
     sampler = grain.samplers.SequentialSampler(num_records=len(source))
     return _loader(source, sampler, [grain.transforms.Batch(batch_size, drop_remainder=False),
                                      Scale()], worker_count, batch_size)
+
+
+def padded_eval_batches(task: Task, *, batch_size: int, split: str = "test",
+                        source: Any = None) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of `split` once, in this process's share of fixed-size global batches.
+
+    Each batch holds exactly batch_size / process_count examples and a `weight` field (1 for a
+    real example, 0 for padding), and every process yields the same number of batches, so they
+    can be assembled into global arrays and one compiled function sees one shape.
+    """
+    per_process = process_batch_size(batch_size)
+    source = data_source(task, split) if source is None else source
+    largest_shard = -(-len(source) // jax.process_count())
+    num_batches = -(-largest_shard // per_process)
+    loader = iter(create_eval_loader(task, batch_size=per_process, split=split, source=source))
+    template = None
+    for _ in range(num_batches):
+        batch = next(loader, None)
+        if batch is None:  # this process's shard ran out before the largest one
+            batch = {k: v[:0] for k, v in template.items()}
+        template = batch
+        n = len(batch["image"])
+        batch = {k: np.concatenate([v, np.zeros((per_process - n,) + v.shape[1:], v.dtype)])
+                 for k, v in batch.items()}
+        batch["weight"] = (np.arange(per_process) < n).astype(np.float32)
+        yield batch
+

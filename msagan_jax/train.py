@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -30,7 +29,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from msagan_jax import checkpoint, input_pipeline, losses, models, parallel, visualize
+from msagan_jax import checkpoint, input_pipeline, loop, losses, models, parallel, visualize
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 Batch = dict[str, jax.Array]
@@ -309,69 +308,41 @@ def check_finite(history: list[tuple[int, dict[str, float]]]) -> None:
                 f"last checkpoint is from before it. Lower learning_rate or check the data.")
 
 
-class _StopRequest:
-    """SIGTERM or Ctrl-C asks the loop to save and stop after the current iteration; a second
-    Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logging.warning("got signal %d: saving a checkpoint and stopping", signum)
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+TIMING_FILE = "timing.json"
 
 
-def _any_process(flag: bool) -> bool:
-    """True when `flag` is set in any process (every process must stop at the same step)."""
-    if jax.process_count() == 1:
-        return flag
-    from jax.experimental import multihost_utils
-    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+def _read_speeds(workdir: pathlib.Path) -> list[float]:
+    """Iterations per second of each earlier log of this run (kept across resumes)."""
+    try:
+        return json.loads((workdir / TIMING_FILE).read_text())["iterations_per_s_by_log"]
+    except (FileNotFoundError, KeyError, ValueError):
+        return []
+
+
+def write_timing(workdir: os.PathLike, speeds: list[float], config: ml_collections.ConfigDict,
+                 train_examples: int) -> dict[str, Any]:
+    """Writes <workdir>/timing.json: the median speed over the run's logs (the first log of
+    each start, which includes compilation, left out) and the time of one epoch, i.e. one
+    read of the train split by the D and G steps (the paper's Fig. 8)."""
+    per_iteration = (config.d_steps + 1) * config.batch_size
+    timing: dict[str, Any] = {"iterations_per_s_by_log": [float(s) for s in speeds],
+                              "train_examples": int(train_examples),
+                              "images_per_iteration": per_iteration,
+                              "device": jax.devices()[0].device_kind,
+                              "device_count": jax.device_count()}
+    if speeds:
+        rate = float(np.median(speeds))
+        timing.update(seconds_per_iteration=1.0 / rate, images_per_s=rate * per_iteration,
+                      seconds_per_epoch=train_examples / per_iteration / rate)
+    path = pathlib.Path(workdir) / TIMING_FILE
+    path.write_text(json.dumps(timing, indent=2) + "\n")
+    return timing
 
 
 def _stack_iteration_batch(batch: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """The loader's (K * b, ...) batch -> (K, b, ...): one batch per D step and the G step."""
     return {name: value.reshape((k, -1) + value.shape[1:])
             for name, value in batch.items() if name in ("image", "label", "mask")}
-
-
-class _Writer:
-    """TensorBoard (tensorboardX: no TensorFlow needed) and PNG output of process 0."""
-
-    def __init__(self, workdir: pathlib.Path, enabled: bool):
-        self.workdir, self.enabled = workdir, enabled
-        self._tb = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.fspath(workdir))
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self._tb is not None:
-            for name, value in values.items():
-                self._tb.add_scalar(name, value, step)
-            self._tb.flush()
-
-    def grid(self, step: int, grid: np.ndarray) -> None:
-        if self._tb is not None:
-            self._tb.add_image("samples", grid, step, dataformats="HWC")
-            visualize.save_png(grid, self.workdir / "samples" / f"step_{step:07d}.png")
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
 
 
 def _sample_images(task: input_pipeline.Task, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -432,9 +403,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
     sample_faces = _sample_images(task, config)  # host copy, for the grids
     samples = parallel.replicate_host_data(sample_faces, mesh)
     is_main = jax.process_index() == 0
-    writer = _Writer(workdir, is_main)
+    writer = loop.Writer(workdir, is_main)
     watch = CollapseWatch(config.collapse_threshold, config.collapse_patience)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
+    speeds, first_log = _read_speeds(workdir), [True]
     saved_step = start
 
     def flush() -> None:
@@ -447,6 +419,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
         step = history[-1][0]
         means = {name: float(np.mean([m[name] for _, m in history])) for name in history[0][1]}
         means["perf/iterations_per_s"] = len(history) / max(time.perf_counter() - timer[0], 1e-9)
+        if not first_log[0]:  # the first log of a process includes the compilation
+            speeds.append(means["perf/iterations_per_s"])
+        first_log[0] = False
         means["perf/images_per_s"] = means["perf/iterations_per_s"] * k * config.batch_size
         timer[0] = time.perf_counter()
         if "mask/guide_mean" in means and watch.update(means["mask/guide_mean"]):
@@ -473,7 +448,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
     timer = [time.perf_counter()]
     step = start
     try:
-        with _StopRequest() as stop:
+        with loop.StopRequest() as stop:
             while step < num_steps:
                 batch = parallel.global_batch(_stack_iteration_batch(next(iterator), k), mesh,
                                               example_axis=1)
@@ -491,13 +466,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
                 if step % config.checkpoint_every == 0 or step == num_steps:
                     save(step)
                 check_stop = jax.process_count() == 1 or step % config.log_every == 0
-                if check_stop and _any_process(stop.requested):
+                if check_stop and loop.any_process(stop.requested):
                     if saved_step != step:
                         save(step)
                     logging.warning("stopped at iteration %d of %d; run again to resume", step,
                                     num_steps)
                     break
             flush()
+            if is_main:
+                write_timing(workdir, speeds, config, info.splits["train"].num_examples)
     finally:
         manager.wait_until_finished()
         bar.close()

@@ -96,7 +96,9 @@ def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
 
 # The tiny recipe: 64 px synthetic faces, 4-channel nets, batch 2.
 TINY = dict(dataset="celebamask_synthetic/64_n96_s3", image_size=64, width=4, num_down=2,
-            num_res_blocks=1, d_width=4, d_num_layers=3, batch_size=2, num_samples=2)
+            num_res_blocks=1, d_width=4, d_num_layers=3, batch_size=2, num_samples=2,
+            classifier_depth=10, classifier_width=4, classifier_epochs=1,
+            classifier_batch_size=8, eval_batch_size=8)
 TINY_FLAGS = tuple(f"--config.{name}={value}" for name, value in TINY.items())
 
 
@@ -109,3 +111,15 @@ def tiny_config(data_dir: os.PathLike, **overrides):
                   sample_every=2, checkpoint_every=2)
     config.update(overrides)
     return config
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_data_dir, tmp_path_factory) -> pathlib.Path:
+    """A tiny editor trained 4 iterations, its judge in <run>/judge, evaluated: main.py's
+    train mode as a library call."""
+    from msagan_jax import experiment
+
+    workdir = tmp_path_factory.mktemp("trained_run")
+    metrics = experiment.run(tiny_config(synthetic_data_dir, judge_workdir="judge"), workdir)
+    assert metrics is not None and metrics["examples"] == 10
+    return workdir

@@ -17,7 +17,7 @@ def test_main_builds_missing_synthetic_data_trains_and_resumes(tmp_path):
     workdir, data_dir = tmp_path / "run", tmp_path / "data"
     flags = (*TINY_FLAGS, "--config.dataset=celebamask_synthetic/64_n30_s0",
              f"--config.data_dir={data_dir}", f"--workdir={workdir}", "--config.log_every=1",
-             "--config.sample_every=2", "--config.checkpoint_every=2")
+             "--config.sample_every=2", "--config.checkpoint_every=2", "--config.evaluate=false")
     first = _main(*flags, "--config.num_train_steps=2", config="configs/quickstart.py")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24, validation 3, test 3" in first.stderr
@@ -60,3 +60,19 @@ def test_main_needs_a_workdir():
     result = _main()
     assert result.returncode == 1
     assert "--workdir" in result.stderr
+
+
+def test_main_evaluates_a_trained_run_and_prints_the_table(trained_run):
+    result = subprocess.run([sys.executable, "main.py", "--mode=evaluate",
+                             f"--workdir={trained_run}"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| attribute-editing accuracy |" in result.stdout
+    assert "| test faces | 10 |" in result.stdout
+
+
+def test_main_trains_a_judge_from_the_classifier_config(synthetic_data_dir, tmp_path):
+    result = _main(*TINY_FLAGS, f"--config.data_dir={synthetic_data_dir}",
+                   f"--workdir={tmp_path}", config="configs/classifier.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"test_accuracy"' in (tmp_path / "results.json").read_text()

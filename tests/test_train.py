@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config
-from msagan_jax import checkpoint, input_pipeline, parallel, train
+from msagan_jax import checkpoint, input_pipeline, loop, parallel, train
 
 PAPER_CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("e?d?_*.py"))
 
@@ -122,20 +122,20 @@ def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_like_an_uninterrupted
     assert int(straight.step) == 4
 
     # SIGTERM arrives during iteration 1's logging; checkpoints would come only at 100.
-    scalars = train._Writer.scalars
+    scalars = loop.Writer.scalars
 
     def scalars_then_sigterm(self, step, values):
         scalars(self, step, values)
         if step == 1:
             signal.raise_signal(signal.SIGTERM)
 
-    monkeypatch.setattr(train._Writer, "scalars", scalars_then_sigterm)
+    monkeypatch.setattr(loop.Writer, "scalars", scalars_then_sigterm)
     stopped_dir = tmp_path / "stopped"
     config = tiny_config(synthetic_data_dir, log_every=1, checkpoint_every=100)
     stopped = train.train_and_evaluate(config, stopped_dir)
     assert int(stopped.step) == 1
     assert sorted(p.name for p in (stopped_dir / "checkpoints").iterdir()) == ["1"]
-    monkeypatch.setattr(train._Writer, "scalars", scalars)
+    monkeypatch.setattr(loop.Writer, "scalars", scalars)
 
     resumed = jax.device_get(train.train_and_evaluate(config, stopped_dir))
     assert int(resumed.step) == 4

@@ -1,0 +1,250 @@
+"""The paper's experiment: 4 structures x 4 mask losses x S seeds, one judge, one report.
+
+    python main.py --mode=sweep --config=configs/sweep_synthetic.py --workdir=runs/sweep --seeds=3
+
+Lays out <workdir>/judge (trained once) and <workdir>/runs/<structure>_<loss>_s<seed>/, each
+an ordinary training workdir, then writes <workdir>/report.md, results.csv and figures like
+the paper's Figs 6-8 plus a Figs 3-5 sample sheet. A finished run (eval/metrics.json at its
+last step) is skipped, an unfinished one resumes from its checkpoint: run the same command
+again after a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from msagan_jax import editor as editor_lib
+from msagan_jax import evaluate, experiment, input_pipeline, losses, models, train, visualize
+
+STRUCTURES = tuple(models.STRUCTURES)  # e2d2, e2d1, e1d2, e1d1
+MASK_LOSSES = tuple(losses.MASK_LOSSES)  # none, mae, mse, sde
+CSV_FIELDS = ("structure", "mask_loss", "seed", "step", "attribute_editing_accuracy",
+              "accuracy_to_0", "accuracy_to_1", "ssim", "identity_l1", "mask_guide_coverage",
+              "mask_guide_iou", "mask_outside_area", "mask_guide_mean", "collapsed",
+              "seconds_per_epoch", "images_per_s")
+
+
+def run_name(structure: str, mask_loss: str, seed: int) -> str:
+    return f"{structure}_{mask_loss}_s{seed}"
+
+
+def run_config(base: ml_collections.ConfigDict, structure: str, mask_loss: str, seed: int,
+               judge_dir: pathlib.Path) -> ml_collections.ConfigDict:
+    """The base config with one paper model and seed, judged by the sweep's judge."""
+    config = ml_collections.ConfigDict(base.to_dict())
+    config.update(model="editor", structure=structure, mask_loss=mask_loss, seed=seed,
+                  judge_workdir=os.fspath(judge_dir), evaluate=True)
+    return config
+
+
+def _finished(run_dir: pathlib.Path, num_steps: int) -> dict | None:
+    try:
+        metrics = json.loads((run_dir / evaluate.EVAL_DIR / "metrics.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return metrics if metrics.get("step") == num_steps else None
+
+
+def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequence[int],
+              structures: Sequence[str] = STRUCTURES,
+              mask_losses: Sequence[str] = MASK_LOSSES) -> list[dict[str, Any]] | None:
+    """Trains and evaluates every (structure, mask loss, seed), then writes the report.
+    Returns the runs' metrics, or None when a signal stopped it (run again to resume)."""
+    for name, chosen, known in (("structure", structures, STRUCTURES),
+                                ("mask loss", mask_losses, MASK_LOSSES)):
+        unknown = [x for x in chosen if x not in known]
+        if unknown or not chosen:
+            raise ValueError(f"unknown {name} {unknown or 'list (empty)'}; choose from "
+                             f"{', '.join(known)}")
+    workdir = pathlib.Path(workdir).absolute()
+    judge_dir = workdir / "judge"
+    if not jax.config.jax_compilation_cache_dir:
+        # The seeds of a model compile the same programs: compile them once.
+        jax.config.update("jax_compilation_cache_dir", os.fspath(workdir / "jax_cache"))
+    info = input_pipeline.prepare(base)
+    num_steps = train.num_train_steps(base, info.splits["train"].num_examples)
+    if experiment.ensure_judge(base, judge_dir) is None:
+        return None
+    results = []
+    plan = [(s, m, seed) for seed in seeds for s in structures for m in mask_losses]
+    for i, (structure, mask_loss, seed) in enumerate(plan):
+        run_dir = workdir / "runs" / run_name(structure, mask_loss, seed)
+        metrics = _finished(run_dir, num_steps)
+        if metrics is None:
+            logging.info("sweep %d/%d: %s", i + 1, len(plan), run_dir.name)
+            metrics = experiment.run(run_config(base, structure, mask_loss, seed, judge_dir),
+                                     run_dir)
+            if metrics is None:
+                logging.warning("sweep stopped in %s; run the same command to resume", run_dir)
+                return None
+        else:
+            logging.info("sweep %d/%d: %s is done", i + 1, len(plan), run_dir.name)
+        results.append(metrics)
+    write_report(workdir, results, base)
+    return results
+
+
+# --- The report ------------------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _group(results: list[dict], key: str, value: str, order: Sequence[str]):
+    """{group: (mean, std)} of `value` over the runs of each `key` (e.g. mask_loss)."""
+    return {g: _mean_std([r[value] for r in results if r[key] == g]) for g in order
+            if any(r[key] == g for r in results)}
+
+
+def _fmt(mean: float, std: float, percent: bool) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    if percent:
+        return f"{100 * mean:.1f}% ± {100 * std:.1f}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def write_csv(path: pathlib.Path, results: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(results)
+
+
+def _bar_figure(path: pathlib.Path, groups: list[str], panels: list[tuple[str, dict]],
+                title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (label, stats) in zip(axes[0], panels):
+        means = [stats.get(g, (np.nan, 0))[0] for g in groups]
+        stds = [stats.get(g, (0, np.nan))[1] for g in groups]
+        ax.bar(groups, means, yerr=stds, capsize=4, color="#4c72b0")
+        ax.set_title(label)
+        finite = [m for m in means if not math.isnan(m)]
+        if finite and label.startswith("SSIM"):
+            ax.set_ylim(max(0.0, min(finite) - 0.05), 1.0)
+        for x, m in enumerate(means):
+            if not math.isnan(m):
+                ax.text(x, m, f"{m:.3g}", ha="center", va="bottom", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _sample_sheet(workdir: pathlib.Path, results: list[dict], base: ml_collections.ConfigDict,
+                  faces: int = 4) -> pathlib.Path | None:
+    """Figs 3-5: for the first seed's runs, a Figs 3-5 grid of the same test faces per model,
+    stacked with a label strip."""
+    from PIL import Image, ImageDraw
+
+    seed = results[0]["seed"]
+    rows = []
+    for r in results:
+        if r["seed"] != seed:
+            continue
+        run_dir = workdir / "runs" / run_name(r["structure"], r["mask_loss"], seed)
+        ed = editor_lib.load_editor(run_dir, judge=None)
+        grid = evaluate.sample_sheet(ed, evaluate._sample_faces(ed, base.eval_split, faces))
+        label = Image.new("RGB", (grid.shape[1], 14), "white")
+        ImageDraw.Draw(label).text(
+            (2, 1), f"{r['structure'].upper()} + {r['mask_loss']}: input | G(I,0) G(I,1) | "
+                    f"b(0) b(1) | I_a(0) I_a(1)", fill="black")
+        rows += [np.asarray(label), grid, np.full((6, grid.shape[1], 3), 255, np.uint8)]
+    if not rows:
+        return None
+    return visualize.save_png(np.concatenate(rows), workdir / "sample_sheet.png")
+
+
+def write_report(workdir: os.PathLike, results: list[dict],
+                 base: ml_collections.ConfigDict) -> pathlib.Path:
+    """report.md, results.csv, fig6_by_mask_loss.png, fig7_by_structure.png,
+    fig8_time_per_epoch.png and sample_sheet.png in `workdir`."""
+    workdir = pathlib.Path(workdir)
+    write_csv(workdir / "results.csv", results)
+    losses_ = [m for m in MASK_LOSSES if any(r["mask_loss"] == m for r in results)]
+    structures = [s for s in STRUCTURES if any(r["structure"] == s for r in results)]
+    seeds = sorted({r["seed"] for r in results})
+    by_loss = {v: _group(results, "mask_loss", v, losses_)
+               for v in ("attribute_editing_accuracy", "ssim")}
+    by_structure = {v: _group(results, "structure", v, structures)
+                    for v in ("attribute_editing_accuracy", "ssim")}
+    time_by = {f"{s}": _group([r for r in results if r["structure"] == s], "mask_loss",
+                              "seconds_per_epoch", losses_) for s in structures}
+    _bar_figure(workdir / "fig6_by_mask_loss.png", losses_,
+                [("attribute-editing accuracy", by_loss["attribute_editing_accuracy"]),
+                 ("SSIM(input, output)", by_loss["ssim"])],
+                f"By mask loss (mean ± std over structures and {len(seeds)} seed(s))")
+    _bar_figure(workdir / "fig7_by_structure.png", structures,
+                [("attribute-editing accuracy", by_structure["attribute_editing_accuracy"]),
+                 ("SSIM(input, output)", by_structure["ssim"])],
+                f"By structure (mean ± std over mask losses and {len(seeds)} seed(s))")
+    _bar_figure(workdir / "fig8_time_per_epoch.png", losses_,
+                [(f"{s.upper()}: s per epoch", time_by[s]) for s in structures],
+                "Training time per epoch of the train split")
+    sheet = _sample_sheet(workdir, results, base)
+
+    judge = json.loads((workdir / "judge" / "results.json").read_text())
+    device = next((r.get("device") for r in results if r.get("device")), "unknown")
+    lines = [
+        "# Sweep report", "",
+        f"Dataset `{base.dataset}`, attribute `{base.attribute}`, {len(seeds)} seed(s) "
+        f"({', '.join(map(str, seeds))}), {results[0]['examples']} {base.eval_split} faces "
+        f"each edited to the opposite value. Judge: ResNet-{judge['classifier_depth']}, test "
+        f"accuracy {judge.get('test_accuracy', float('nan')):.2%}. Training device: {device}.",
+        "", "## By mask loss (paper Fig. 6: no mask 66%, MAE 80%, MSE 79%, SDE 86%)", "",
+        "| mask loss | attribute-editing accuracy | SSIM | collapsed runs |",
+        "| --- | --- | --- | --- |"]
+    for m in losses_:
+        runs = [r for r in results if r["mask_loss"] == m]
+        lines.append(f"| {m} | {_fmt(*by_loss['attribute_editing_accuracy'][m], True)} | "
+                     f"{_fmt(*by_loss['ssim'][m], False)} | "
+                     f"{sum(r['collapsed'] for r in runs)} of {len(runs)} |")
+    lines += ["", "## By structure (paper Fig. 7: E2D2 81%, E2D1 62%, E1D2 84%, E1D1 85%)", "",
+              "| structure | attribute-editing accuracy | SSIM | collapsed runs | s per epoch |",
+              "| --- | --- | --- | --- | --- |"]
+    for s in structures:
+        runs = [r for r in results if r["structure"] == s]
+        t = _mean_std([r.get("seconds_per_epoch") for r in runs])
+        lines.append(f"| {s.upper()} | "
+                     f"{_fmt(*by_structure['attribute_editing_accuracy'][s], True)} | "
+                     f"{_fmt(*by_structure['ssim'][s], False)} | "
+                     f"{sum(r['collapsed'] for r in runs)} of {len(runs)} | "
+                     f"{t[0]:.1f} ± {t[1]:.1f} |")
+    lines += ["", "## Every run", "",
+              "| structure | mask loss | seed | accuracy | SSIM | identity L1 | guide coverage "
+              "| IoU | outside area | collapsed | s per epoch |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(
+            f"| {r['structure'].upper()} | {r['mask_loss']} | {r['seed']} | "
+            f"{r['attribute_editing_accuracy']:.2%} | {r['ssim']:.4f} | "
+            f"{r['identity_l1']:.4f} | {r['mask_guide_coverage']:.3f} | "
+            f"{r['mask_guide_iou']:.3f} | {r['mask_outside_area']:.4f} | "
+            f"{'yes' if r['collapsed'] else 'no'} | {r.get('seconds_per_epoch') or float('nan'):.1f} |")
+    collapsed = [run_name(r["structure"], r["mask_loss"], r["seed"]) for r in results
+                 if r["collapsed"]]
+    lines += ["", f"Collapsed runs (mean mask inside the guide < {base.collapse_threshold}): "
+              f"{', '.join(collapsed) if collapsed else 'none'}.", "",
+              "Figures: fig6_by_mask_loss.png, fig7_by_structure.png, fig8_time_per_epoch.png"
+              + (", sample_sheet.png (paper Figs 3-5)." if sheet else "."), ""]
+    path = workdir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
