@@ -37,6 +37,22 @@ RESULTS_FILE = "results.json"
 SHAPE_FIELDS = ("classifier_depth", "classifier_width", "image_size")
 
 
+def _bn(train: bool, dtype: Any, **kwargs) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype, **kwargs)
+
+
+def _conv(filters: int, kernel: int, strides: int, dtype: Any) -> nn.Conv:
+    return nn.Conv(filters, (kernel, kernel), strides, use_bias=False, dtype=dtype)
+
+
+def _add_shortcut(x, y, strides: int, train: bool, dtype: Any):
+    """relu(x + y), x projected by a strided 1x1 conv where the shapes differ. The last norm of
+    y starts at zero scale, so each block starts as the identity."""
+    if x.shape != y.shape:
+        x = _bn(train, dtype)(_conv(y.shape[-1], 1, strides, dtype)(x))
+    return nn.relu(x + y)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a shortcut (ResNet-18/34)."""
 
@@ -46,16 +62,10 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                                 dtype=self.dtype)
-        y = nn.Conv(self.filters, (3, 3), self.strides, use_bias=False, dtype=self.dtype)(x)
-        y = nn.relu(norm()(y))
-        y = nn.Conv(self.filters, (3, 3), use_bias=False, dtype=self.dtype)(y)
-        y = norm(scale_init=nn.initializers.zeros)(y)  # each block starts as the identity
-        if x.shape != y.shape:
-            x = norm()(nn.Conv(self.filters, (1, 1), self.strides, use_bias=False,
-                               dtype=self.dtype)(x))
-        return nn.relu(x + y)
+        y = nn.relu(_bn(train, self.dtype)(_conv(self.filters, 3, self.strides, self.dtype)(x)))
+        y = _conv(self.filters, 3, 1, self.dtype)(y)
+        y = _bn(train, self.dtype, scale_init=nn.initializers.zeros)(y)
+        return _add_shortcut(x, y, self.strides, train, self.dtype)
 
 
 class BottleneckBlock(nn.Module):
@@ -68,17 +78,11 @@ class BottleneckBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                                 dtype=self.dtype)
-        y = nn.relu(norm()(nn.Conv(self.filters, (1, 1), use_bias=False, dtype=self.dtype)(x)))
-        y = nn.Conv(self.filters, (3, 3), self.strides, use_bias=False, dtype=self.dtype)(y)
-        y = nn.relu(norm()(y))
-        y = nn.Conv(4 * self.filters, (1, 1), use_bias=False, dtype=self.dtype)(y)
-        y = norm(scale_init=nn.initializers.zeros)(y)
-        if x.shape != y.shape:
-            x = norm()(nn.Conv(4 * self.filters, (1, 1), self.strides, use_bias=False,
-                               dtype=self.dtype)(x))
-        return nn.relu(x + y)
+        y = nn.relu(_bn(train, self.dtype)(_conv(self.filters, 1, 1, self.dtype)(x)))
+        y = nn.relu(_bn(train, self.dtype)(_conv(self.filters, 3, self.strides, self.dtype)(y)))
+        y = _conv(4 * self.filters, 1, 1, self.dtype)(y)
+        y = _bn(train, self.dtype, scale_init=nn.initializers.zeros)(y)
+        return _add_shortcut(x, y, self.strides, train, self.dtype)
 
 
 # depth -> (block, blocks per stage)
@@ -104,7 +108,7 @@ class ResNet(nn.Module):
     def __call__(self, x, train: bool = False):
         x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
                     dtype=self.dtype)(x.astype(self.dtype))
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+        x = _bn(train, self.dtype)(x)
         x = nn.max_pool(nn.relu(x), (3, 3), (2, 2), padding="SAME")
         for i, blocks in enumerate(self.stage_sizes):
             for j in range(blocks):

@@ -202,6 +202,9 @@ class Editor:
             values = 1.0 - (self.attribute_logits(x) > 0).astype(np.float32)
         else:
             values = np.broadcast_to(np.asarray(value, np.float32), (len(faces),)).copy()
+            if np.any((values < 0) | (values > 1)):
+                raise ValueError(f"value={value!r}: attribute values lie in [0, 1] (0 removes "
+                                 f"{self.attribute}, 1 adds it)")
         outputs, attribute_images, masks = self.generate(x, values)
         return EditResult(images=visualize.to_uint8(outputs), masks=masks[..., 0],
                           attribute_images=visualize.to_uint8(attribute_images), inputs=faces,

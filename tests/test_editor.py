@@ -36,6 +36,8 @@ def test_preprocess_takes_grayscale_rgba_and_float_images():
     assert np.all(editor.preprocess(rgba, 16) == 255)
     as_float = editor.preprocess(np.full((16, 16, 3), 0.5, np.float32), 16)
     assert np.all(as_float == 128)
+    sixteen_bit = Image.fromarray(np.full((20, 20), 65535, np.uint16))
+    assert np.all(editor.preprocess(sixteen_bit, 8) == 255)
     with pytest.raises(editor.UnreadableImageError, match=r"must lie in \[0, 1\]"):
         editor.preprocess(np.full((16, 16, 3), 200.0, np.float32), 16)
 
@@ -56,6 +58,8 @@ def test_load_editor_and_edit_in_two_lines(trained_run):
     assert out.masks.shape == (2, 64, 64) and 0 <= out.masks.min() <= out.masks.max() <= 1
     assert out.attribute_images.shape == (2, 64, 64, 3)
     assert list(out.values) == [1, 1]
+    with pytest.raises(ValueError, match="value=2"):
+        ed.edit(_face(0), value=2)
     # The output is I_a * b + I * (1 - b), up to uint8 rounding.
     x, a = out.inputs / 127.5 - 1, out.attribute_images / 127.5 - 1
     b = out.masks[..., None]

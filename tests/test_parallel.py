@@ -95,3 +95,40 @@ def test_two_processes_on_localhost_train_one_model_and_write_one_checkpoint(
     assert "process 1 of 2" in outputs[1][1]
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2"]
     assert (workdir / "samples" / "step_0000002.png").is_file()
+
+
+FOUR_DEVICE_EVALUATION = r"""
+import json, sys
+sys.path.insert(0, "tests")
+import jax
+from conftest import tiny_config
+from msagan_jax import classifier, editor, evaluate
+
+run, data_dir, judge_dir = sys.argv[1:4]
+ed = editor.load_editor(run)
+metrics = evaluate.evaluate(ed, ed.judge, batch_size=8)
+judge = classifier.train_classifier(tiny_config(data_dir, model="classifier"), judge_dir)
+print(json.dumps({"devices": jax.device_count(), "metrics": metrics, "judge": judge}))
+"""
+
+
+def test_evaluation_on_4_devices_equals_1_device_and_the_judge_trains_there(
+        trained_run, synthetic_data_dir, tmp_path):
+    from msagan_jax import editor, evaluate
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + " --xla_force_host_platform_device_count=4")
+    result = subprocess.run([sys.executable, "-c", FOUR_DEVICE_EVALUATION, str(trained_run),
+                             str(synthetic_data_dir), str(tmp_path / "judge")], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4
+    ed = editor.load_editor(trained_run)
+    one = evaluate.evaluate(ed, ed.judge, batch_size=8)
+    for name, value in one.items():
+        if isinstance(value, float):
+            assert abs(out["metrics"][name] - value) <= 1e-5 * max(1.0, abs(value)), name
+        else:
+            assert out["metrics"][name] == value, name
+    assert out["judge"]["test_examples"] == 10
