@@ -198,7 +198,11 @@ class Classifier:
     workdir: pathlib.Path | None = None
 
     def __post_init__(self):
-        self._apply = jax.jit(lambda variables, x: self.model.apply(variables, x, train=False))
+        apply = self.apply_fn()
+        self._apply = jax.jit(apply)
+        # Correct answers among a batch's real (weight 1) examples; jitted once per judge.
+        self._count_correct = jax.jit(lambda variables, image, label, weight: jnp.sum(
+            weight * ((apply(variables, image) > 0) == (label > 0.5))))
 
     @property
     def image_size(self) -> int:
@@ -215,27 +219,25 @@ class Classifier:
         """(variables, images) -> logits, to call inside another jitted function."""
         return lambda variables, x: self.model.apply(variables, x, train=False)
 
+    def split_accuracy(self, task: input_pipeline.Task, split: str, batch_size: int,
+                       mesh: jax.sharding.Mesh) -> tuple[float, int]:
+        """(accuracy, examples) of the judge on every example of `split`."""
+        correct = total = 0.0
+        for batch in input_pipeline.padded_eval_batches(task, batch_size=batch_size,
+                                                        split=split):
+            total += float(batch["weight"].sum())
+            batch = parallel.global_batch({k: batch[k] for k in ("image", "label", "weight")},
+                                          mesh)
+            correct += float(self._count_correct(self.variables, batch["image"],
+                                                 batch["label"], batch["weight"]))
+        total = loop.process_sum(total)  # each process counted its own examples
+        return correct / max(total, 1.0), int(total)
 
-def split_accuracy(model: ResNet, variables: Any, task: input_pipeline.Task, split: str,
-                   batch_size: int, mesh: jax.sharding.Mesh) -> tuple[float, int]:
-    """(accuracy, examples) of the judge on every example of `split`."""
-    apply = jax.jit(lambda v, image, label, weight: jnp.sum(
-        weight * ((model.apply(v, image, train=False) > 0) == (label > 0.5))))
-    correct = total = 0.0
-    for batch in input_pipeline.padded_eval_batches(task, batch_size=batch_size, split=split):
-        weight = batch["weight"]
-        batch = parallel.global_batch({k: batch[k] for k in ("image", "label", "weight")}, mesh)
-        correct += float(apply(variables, batch["image"], batch["label"], batch["weight"]))
-        total += float(weight.sum())
-    total = float(_process_sum(total))
-    return correct / max(total, 1.0), int(total)
 
-
-def _process_sum(value: float) -> float:
-    if jax.process_count() == 1:
-        return value
-    from jax.experimental import multihost_utils
-    return float(np.sum(multihost_utils.process_allgather(np.array(value))))
+def abstract_state(config: ml_collections.ConfigDict, num_steps: int,
+                   mesh: jax.sharding.Mesh) -> ClassifierState:
+    """Shapes, dtypes and shardings of the judge's state, for restoring a checkpoint into."""
+    return parallel.abstract_replicated(functools.partial(init_state, config, num_steps), mesh)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -285,17 +287,14 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: os.PathLike) ->
     else:
         checkpoint.check_compatible(checkpoint.saved_config(manager, start), config,
                                     checkpoint.checkpoint_dir(workdir), SHAPE_FIELDS)
-        shapes = jax.eval_shape(functools.partial(init_state, config, num_steps))
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
-        state = checkpoint.restore(manager, start, abstract, iterator)
+        state = checkpoint.restore(manager, start, abstract_state(config, num_steps, mesh),
+                                   iterator)
         logging.info("judge: resumed from the checkpoint of step %d in %s", start, workdir)
     checkpoint.write_config(workdir, config)
     step_fn = jax.jit(make_train_step(config, num_steps),
                       in_shardings=(replicated, parallel.batch_sharding(mesh)),
                       out_shardings=(replicated, replicated), donate_argnums=0)
     writer = loop.Writer(workdir)
-    model = create_model(config)
 
     import tqdm
     bar = tqdm.tqdm(total=num_steps, initial=start, disable=jax.process_index() != 0,
@@ -335,14 +334,15 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: os.PathLike) ->
         manager.wait_until_finished()
         bar.close()
 
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    judge = Classifier(create_model(config), {"params": state.params,
+                                              "batch_stats": state.batch_stats},
+                       config.to_dict(), workdir)
     results: dict[str, Any] = {"classifier_depth": config.classifier_depth,
                                "attribute": config.attribute, "dataset": config.dataset,
                                "steps": num_steps}
     for split in ("validation", "test"):
         if split in info.splits and info.splits[split].num_examples:
-            accuracy, count = split_accuracy(model, variables, task, split,
-                                             config.eval_batch_size, mesh)
+            accuracy, count = judge.split_accuracy(task, split, config.eval_batch_size, mesh)
             results[f"{split}_accuracy"] = accuracy
             results[f"{split}_examples"] = count
             writer.scalars(step, {f"judge/{split}_accuracy": accuracy})
@@ -369,11 +369,8 @@ def load_classifier(workdir: os.PathLike, step: int | None = None) -> Classifier
     step = checkpoint.latest_step(manager) if step is None else step
     if step is None:
         raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no checkpoint")
-    mesh = parallel.create_mesh()
-    shapes = jax.eval_shape(functools.partial(init_state, config_dict, 1))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-        x.shape, x.dtype, sharding=parallel.replicated(mesh)), shapes)
-    state = checkpoint.restore(manager, step, abstract)
+    state = checkpoint.restore(manager, step, abstract_state(config_dict, 1,
+                                                             parallel.create_mesh()))
     return Classifier(create_model(config), {"params": state.params,
                                              "batch_stats": state.batch_stats}, config,
                       workdir)

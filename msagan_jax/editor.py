@@ -147,9 +147,9 @@ class Editor:
     chunk: int = 32  # images per compiled call
 
     def __post_init__(self):
-        cfg = ml_collections.ConfigDict(self.config)
-        generator, discriminator = train.create_models(cfg)
-        self._generate = jax.jit(lambda p, x, c: generator.apply(p, x, c))
+        self.generator, discriminator = train.create_models(ml_collections.ConfigDict(
+            self.config))
+        self._generate = jax.jit(self.generator.apply)
         self._d_logits = jax.jit(lambda p, x: discriminator.apply(p, x)[1])
 
     @property
@@ -218,14 +218,16 @@ def judge_dir_of(config: dict, workdir: os.PathLike) -> pathlib.Path:
 
 
 def check_judge(judge: classifier.Classifier, config: dict) -> None:
-    """Raises ValueError when a judge was trained on another attribute or image size."""
-    for name in ("attribute", "image_size", "dataset"):
-        if judge.config.get(name) != config.get(name):
-            if name == "dataset" and str(judge.config.get(name)).split("/")[0] == \
-                    str(config.get(name)).split("/")[0]:
-                continue  # e.g. synthetic 64 and 64_n96_s3: same kind of faces
+    """Raises ValueError when a judge learned another attribute, image size or kind of faces
+    (celebamask vs celebamask_synthetic; their configs may differ, e.g. 64 and 64_n96_s3)."""
+    kind = lambda c: str(c.get("dataset")).split("/")[0]  # noqa: E731
+    for name, theirs, ours in (
+            ("attribute", judge.config.get("attribute"), config.get("attribute")),
+            ("image_size", judge.config.get("image_size"), config.get("image_size")),
+            ("dataset", kind(judge.config), kind(config))):
+        if theirs != ours:
             raise ValueError(f"the judge in {judge.workdir} was trained with {name}="
-                             f"{judge.config.get(name)!r}, the editor with {config.get(name)!r}")
+                             f"{theirs!r}, the editor with {ours!r}")
 
 
 def load_editor(workdir: os.PathLike, step: int | None = None,

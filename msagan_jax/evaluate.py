@@ -63,7 +63,7 @@ def make_metric_sums(ed: editor_lib.Editor, judge: classifier.Classifier,
                      has_mask: bool):
     """A jitted (g_params, judge_variables, batch) -> sums of the metrics' numerators and
     denominators over the batch's real (weight 1) examples."""
-    generator, _ = train.create_models(ml_collections.ConfigDict(ed.config))
+    generator = ed.generator
     judge_apply = judge.apply_fn()
 
     @jax.jit

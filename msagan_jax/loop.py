@@ -80,3 +80,11 @@ def any_process(flag: bool) -> bool:
         return flag
     from jax.experimental import multihost_utils
     return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+
+def process_sum(value: float) -> float:
+    """`value` summed over all processes (e.g. counts of each process's own examples)."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return float(np.sum(multihost_utils.process_allgather(np.array(value))))

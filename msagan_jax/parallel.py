@@ -9,7 +9,7 @@ numbers as on 1 (up to the order of the gradient sums).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -48,3 +48,11 @@ def replicate_host_data(local: Any, mesh: Mesh) -> Any:
     """A numpy tree that every process holds identically -> replicated global arrays."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+
+
+def abstract_replicated(init_fn: Callable[[], Any], mesh: Mesh) -> Any:
+    """Shapes and dtypes of what `init_fn` returns, replicated on `mesh`, without computing it
+    (what a checkpoint is restored into)."""
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        jax.eval_shape(init_fn))

@@ -247,10 +247,7 @@ def create_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh) 
 
 def abstract_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh) -> TrainState:
     """Shapes, dtypes and shardings of the state, for restoring a checkpoint into."""
-    shapes = jax.eval_shape(functools.partial(init_state, config, num_steps))
-    sharding = parallel.replicated(mesh)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        shapes)
+    return parallel.abstract_replicated(functools.partial(init_state, config, num_steps), mesh)
 
 
 def make_sample_fn(config: ml_collections.ConfigDict) -> Callable:
