@@ -1,15 +1,10 @@
-"""Paper experiment: E1D1, MSaGAN's single multitask network,
-with the MSE guide-mask loss.
+"""Paper experiment: E1D1, MSaGAN's single multitask network, with the MSE guide-mask loss.
 
     python main.py --config=configs/e1d1_mse.py --workdir=runs/e1d1_mse
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-    """configs/default.py with this structure and mask loss."""
-    config = default.get_config()
-    config.structure = "e1d1"
-    config.mask_loss = "mse"
-    return config
+    return paper.get_config("e1d1,mse")

@@ -1,17 +1,12 @@
-"""Paper experiment: E1D1, MSaGAN's single multitask network,
-with the SDE guide-mask loss (eq. 4).
+"""Paper experiment: E1D1, MSaGAN's single multitask network, with the SDE guide-mask loss (eq. 4).
 
-MSaGAN as the paper proposes it, and the defaults; this file names it.
+MSaGAN as the paper proposes it, and the defaults.
 
     python main.py --config=configs/e1d1_sde.py --workdir=runs/e1d1_sde
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-    """configs/default.py with this structure and mask loss."""
-    config = default.get_config()
-    config.structure = "e1d1"
-    config.mask_loss = "sde"
-    return config
+    return paper.get_config("e1d1,sde")

@@ -1,15 +1,10 @@
-"""Paper experiment: E1D2, one shared encoder and two decoders,
-with the MAE guide-mask loss.
+"""Paper experiment: E1D2, one encoder and two decoders, with the MAE guide-mask loss.
 
     python main.py --config=configs/e1d2_mae.py --workdir=runs/e1d2_mae
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-    """configs/default.py with this structure and mask loss."""
-    config = default.get_config()
-    config.structure = "e1d2"
-    config.mask_loss = "mae"
-    return config
+    return paper.get_config("e1d2,mae")

@@ -1,15 +1,10 @@
-"""Paper experiment: E2D1, two encoders and one shared decoder,
-with the MAE guide-mask loss.
+"""Paper experiment: E2D1, two encoders and one decoder, with the MAE guide-mask loss.
 
     python main.py --config=configs/e2d1_mae.py --workdir=runs/e2d1_mae
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-    """configs/default.py with this structure and mask loss."""
-    config = default.get_config()
-    config.structure = "e2d1"
-    config.mask_loss = "mae"
-    return config
+    return paper.get_config("e2d1,mae")

@@ -1,15 +1,10 @@
-"""Paper experiment: E2D2, SaGAN's two networks (AMN and SAN),
-with the MAE guide-mask loss.
+"""Paper experiment: E2D2, SaGAN's two networks (AMN + SAN), with the MAE guide-mask loss.
 
     python main.py --config=configs/e2d2_mae.py --workdir=runs/e2d2_mae
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-    """configs/default.py with this structure and mask loss."""
-    config = default.get_config()
-    config.structure = "e2d2"
-    config.mask_loss = "mae"
-    return config
+    return paper.get_config("e2d2,mae")

@@ -18,4 +18,5 @@ def get_config():
     config.num_train_steps = 200
     config.sample_every = 100
     config.checkpoint_every = 100
+    config.eval_every = 100
     return config

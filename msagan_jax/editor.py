@@ -22,101 +22,9 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from msagan_jax import checkpoint, classifier, parallel, train, visualize
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-class UnreadableImageError(ValueError):
-    """An input that is not an image this editor can read; the message names it."""
-
-
-# --- Inputs ------------------------------------------------------------------------------
-
-def load_image(path: os.PathLike) -> Image.Image:
-    """Opens an image file (applying its EXIF orientation); raises UnreadableImageError
-    naming the file when it is missing or not an image."""
-    path = pathlib.Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except FileNotFoundError:
-        raise UnreadableImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UnreadableImageError(f"{path}: not a readable image ({e})") from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB; transparent pixels become white, grayscale is repeated over the channels."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    if image.mode in ("I", "I;16", "I;16B", "F"):
-        array = np.asarray(image, np.float64)
-        top = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
-    return image.convert("RGB")
-
-
-def _array_to_pil(array: np.ndarray) -> Image.Image:
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise UnreadableImageError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or "
-                                   f"(H, W, 4); got shape {array.shape}")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise UnreadableImageError(f"image arrays must be uint8 or float in [0, 1]; got "
-                                       f"{array.dtype}")
-        if array.size and (np.nanmin(array) < -1e-3 or np.nanmax(array) > 1 + 1e-3):
-            raise UnreadableImageError(
-                f"float images must lie in [0, 1]; got values in [{np.nanmin(array):.3g}, "
-                f"{np.nanmax(array):.3g}] (for [0, 255] pass uint8)")
-        array = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
-    if array.ndim == 3 and array.shape[-1] == 4:
-        return Image.fromarray(array, mode="RGBA")
-    return Image.fromarray(array)
-
-
-def preprocess(image: Any, size: int) -> np.ndarray:
-    """One image (path, PIL image or array) -> uint8 (size, size, 3): centre-cropped to a
-    square, resized (Lanczos), RGB."""
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image)
-    elif isinstance(image, np.ndarray) or hasattr(image, "__array__") and \
-            not isinstance(image, Image.Image):
-        image = _array_to_pil(np.asarray(image))
-    if not isinstance(image, Image.Image):
-        raise UnreadableImageError(f"cannot edit a {type(image).__name__}: pass file paths, "
-                                   f"PIL images or arrays")
-    image = _to_rgb(image)
-    w, h = image.size
-    side = min(w, h)
-    if side == 0:
-        raise UnreadableImageError(f"an image of size {w}x{h} is empty")
-    left, top = (w - side) // 2, (h - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    if side != size:
-        image = image.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(image, np.uint8)
-
-
-def _as_list(images: Any) -> list:
-    if isinstance(images, (str, os.PathLike, Image.Image)):
-        return [images]
-    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
-        array = np.asarray(images)
-        # (N, H, W, C) with C in 1/3/4, or (N, H, W) only when it cannot be one (H, W, C) image
-        if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-            return list(array)
-        return [array]
-    return list(images)
-
+from msagan_jax import checkpoint, errors, judge_lib, models, parallel, photos
+from msagan_jax import visualize
 
 # --- The editor --------------------------------------------------------------------------
 
@@ -138,17 +46,16 @@ class EditResult:
 class Editor:
     """A trained generator (and, when found, its judge) ready to edit images."""
 
-    config: dict
+    config: ml_collections.ConfigDict
     g_params: Any
     d_params: Any
-    judge: classifier.Classifier | None = None
+    judge: judge_lib.Classifier | None = None
     workdir: pathlib.Path | None = None
     step: int | None = None
     chunk: int = 32  # images per compiled call
 
     def __post_init__(self):
-        self.generator, discriminator = train.create_models(ml_collections.ConfigDict(
-            self.config))
+        self.generator, discriminator = models.create_models(self.config)
         self._generate = jax.jit(self.generator.apply)
         self._d_logits = jax.jit(lambda p, x: discriminator.apply(p, x)[1])
 
@@ -195,121 +102,52 @@ class Editor:
 
     def edit(self, images: Any, value: float | Sequence[float] | None = None) -> EditResult:
         """Edits `images` to attribute value `value` (0 or 1, one per image, or None to flip
-        what the judge sees in each)."""
-        faces = np.stack([preprocess(image, self.image_size) for image in _as_list(images)])
+        what the judge sees in each). Raises errors.InputError for no images, an image it
+        cannot read (photos.UnreadableImageError, naming it) or a value that is not a finite
+        number in [0, 1] (or not one per image), before the model runs."""
+        items = photos.as_list(images)
+        values = (None if value is None
+                  else photos.check_values(value, len(items), self.attribute))
+        faces = np.stack([photos.preprocess(image, self.image_size) for image in items])
         x = faces.astype(np.float32) / 127.5 - 1.0
-        if value is None:
+        if values is None:
             values = 1.0 - (self.attribute_logits(x) > 0).astype(np.float32)
-        else:
-            values = np.broadcast_to(np.asarray(value, np.float32), (len(faces),)).copy()
-            if np.any((values < 0) | (values > 1)):
-                raise ValueError(f"value={value!r}: attribute values lie in [0, 1] (0 removes "
-                                 f"{self.attribute}, 1 adds it)")
         outputs, attribute_images, masks = self.generate(x, values)
         return EditResult(images=visualize.to_uint8(outputs), masks=masks[..., 0],
                           attribute_images=visualize.to_uint8(attribute_images), inputs=faces,
                           values=values)
 
 
-def judge_dir_of(config: dict, workdir: os.PathLike) -> pathlib.Path:
-    """The judge's workdir that an editor's config names (relative paths: from `workdir`)."""
-    judge = pathlib.Path(os.path.expanduser(config.get("judge_workdir") or "../judge"))
-    return judge if judge.is_absolute() else (pathlib.Path(workdir).absolute() / judge).resolve()
-
-
-def check_judge(judge: classifier.Classifier, config: dict) -> None:
-    """Raises ValueError when a judge learned another attribute, image size or kind of faces
-    (celebamask vs celebamask_synthetic; their configs may differ, e.g. 64 and 64_n96_s3)."""
-    kind = lambda c: str(c.get("dataset")).split("/")[0]  # noqa: E731
-    for name, theirs, ours in (
-            ("attribute", judge.config.get("attribute"), config.get("attribute")),
-            ("image_size", judge.config.get("image_size"), config.get("image_size")),
-            ("dataset", kind(judge.config), kind(config))):
-        if theirs != ours:
-            raise ValueError(f"the judge in {judge.workdir} was trained with {name}="
-                             f"{theirs!r}, the editor with {ours!r}")
-
-
 def load_editor(workdir: os.PathLike, step: int | None = None,
-                judge: classifier.Classifier | os.PathLike | None = None) -> Editor:
+                judge: judge_lib.Classifier | os.PathLike | None = None) -> Editor:
     """Restores the editor trained in `workdir` (its latest checkpoint, or `step`).
 
     `judge`: a Classifier, a judge's workdir, or None for the one the run's config names
-    (judge_workdir); without a judge, value=None asks D's attribute classifier instead.
+    (judge.workdir); without a judge, value=None asks D's attribute classifier instead.
     """
     workdir = pathlib.Path(workdir)
-    config = checkpoint.read_config(workdir)
-    if config.get("model", "editor") != "editor":
-        raise ValueError(f"{workdir} holds a {config.get('model')} run, not an editor")
-    cfg = ml_collections.ConfigDict(config)
-    manager = checkpoint.create_manager(workdir, config["keep_checkpoints"])
-    step = checkpoint.latest_step(manager) if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no checkpoint "
-                                f"yet")
-    state = checkpoint.restore(manager, step, train.abstract_state(cfg, 1,
-                                                                   parallel.create_mesh()))
+    config, manager, step = checkpoint.open_run(workdir, "editor", step)
+    params = checkpoint.restore_subset(manager, step, abstract_params(config))
     if judge is None:
-        judge_dir = judge_dir_of(config, workdir)
-        if classifier.read_results(judge_dir) is not None:
-            judge = classifier.load_classifier(judge_dir)
-        else:
-            logging.info("no trained judge in %s: value=None asks D's classifier", judge_dir)
-    elif not isinstance(judge, classifier.Classifier):
-        if classifier.read_results(judge) is None:
-            raise FileNotFoundError(f"no trained judge in {judge}: train one with `python "
-                                    f"main.py --config=configs/classifier.py --workdir={judge}`")
-        judge = classifier.load_classifier(judge)
+        judge = judge_lib.find_judge(config, workdir)
+        if judge is None:
+            logging.info("no trained judge in %s: value=None asks D's classifier",
+                         judge_lib.judge_dir(config, workdir))
+    elif not isinstance(judge, judge_lib.Classifier):
+        if judge_lib.read_results(judge) is None:
+            raise errors.InputError(f"no trained judge in {judge}: "
+                                    f"{judge_lib.how_to_train(config, judge)}")
+        judge = judge_lib.load_classifier(judge)
     if judge is not None:
-        check_judge(judge, config)
-    return Editor(config, state.g_params, state.d_params, judge, workdir, step)
+        judge_lib.check_judge(judge, config)
+    return Editor(config, params["g_params"], params["d_params"], judge, workdir, step)
 
 
-# --- Files (main.py --mode=edit) ---------------------------------------------------------
-
-def mask_path(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(f"{path.stem}_mask.png")
-
-
-def edit_files(editor: Editor, input_path: os.PathLike, output_path: os.PathLike,
-               value: float | None = None) -> tuple[list[pathlib.Path], list[str]]:
-    """Edits one image file or every image in a folder; writes each edited face and its mask
-    (<name>_mask.png). Returns (written edited files, errors); an unreadable file is an error
-    naming it and the others are still edited.
-
-    A file input: output is the edited image's path (a folder when it is one). A folder
-    input: output is a folder, receiving <stem>.png for each input.
-    """
-    input_path, output_path = pathlib.Path(input_path), pathlib.Path(output_path)
-    if input_path.is_dir():
-        sources = sorted(p for p in input_path.iterdir()
-                         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not sources:
-            raise FileNotFoundError(f"{input_path} holds no image files "
-                                    f"({', '.join(IMAGE_SUFFIXES)})")
-        targets = [output_path / f"{p.stem}.png" for p in sources]
-    elif input_path.exists():
-        sources = [input_path]
-        targets = [output_path / f"{input_path.stem}.png" if output_path.is_dir()
-                   else output_path.with_suffix(output_path.suffix or ".png")]
-    else:
-        raise FileNotFoundError(f"{input_path}: no such file or folder")
-    written, errors = [], []
-    faces, kept = [], []
-    for source, target in zip(sources, targets):
-        try:
-            faces.append(preprocess(source, editor.image_size))
-            kept.append(target)
-        except UnreadableImageError as e:
-            errors.append(str(e))
-            logging.error("%s", e)
-    for start in range(0, len(faces), editor.chunk):
-        result = editor.edit(np.stack(faces[start:start + editor.chunk]), value)
-        for i, target in enumerate(kept[start:start + editor.chunk]):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(result.images[i]).save(target)
-            Image.fromarray(np.round(result.masks[i] * 255).astype(np.uint8)).save(
-                mask_path(target))
-            written.append(target)
-    return written, errors
-
+def abstract_params(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Shapes and shardings of G's and D's parameters as an editor's checkpoint holds them."""
+    generator, discriminator = models.create_models(config)
+    image = jax.numpy.zeros((1, config.image_size, config.image_size, 3))
+    key = jax.random.PRNGKey(0)
+    init = lambda: {"g_params": generator.init(key, image, jax.numpy.zeros((1,))),  # noqa: E731
+                    "d_params": discriminator.init(key, image)}
+    return parallel.abstract_replicated(init, parallel.create_mesh())

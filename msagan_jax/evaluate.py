@@ -1,29 +1,24 @@
-"""The paper's metrics (METHOD.md section 4) and the mask's, over a whole split.
+"""The paper's metrics (METHOD.md section 4) and the mask's: an evaluator, big_vision style.
 
-Every face of the split is edited to the opposite of its label, c' = 1 - c, and scored:
+    evaluator = Evaluator(config, judge, split="test")
+    for name, value in evaluator.run(g_params): ...
 
-    attribute_editing_accuracy  the judge (classifier.py) sees c' in G(I, c')   (paper: Figs 6-7)
-    accuracy_to_0 / _to_1       the same, for the faces edited to 0 and to 1 separately
-    ssim                        SSIM(I, G(I, c')), dm-pix, images in [0, 1]     (paper: ~0.99)
-    identity_l1                 mean |G(I, c) - I|, pixel values in [-1, 1]: the identity path
-    mask_guide_coverage         share of guide-mask pixels with b > 0.5
-    mask_guide_iou              IoU of {b > 0.5} and the guide mask
-    mask_outside_area           share of the pixels outside the guide mask with b > 0.5
-    mask_guide_mean, mask_mean  mean of b inside the guide mask, and over the image
-    collapsed                   mask_guide_mean < collapse_threshold: the editor returns its
-                                input (the paper's failure; without a guide mask: mask_mean)
-    judge_accuracy_on_inputs    the judge's accuracy on the unedited faces (its own error rate)
-
-Ratios are pooled over all pixels of the split. `evaluate_run` writes <workdir>/eval/
-metrics.json, metrics.md, a sample grid, and eval/* scalars to TensorBoard; timing.json's time
-per epoch (the paper's Fig. 8) is copied in.
+Every face of the split (or of its first `num_examples`) is edited to the opposite of its
+label, c' = 1 - c, and scored; METRICS below names each metric once, for the markdown table,
+the training curve's CSV, TensorBoard and the sweep's report. Ratios are pooled over all
+pixels of the split. The training loop runs an Evaluator on a fixed validation subset every
+eval_every iterations (`training_hook`); `evaluate_run` scores a finished run on eval_split and
+writes <workdir>/eval/ (metrics.json, metrics.md, samples.png) and TensorBoard eval/*.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import dm_pix
@@ -33,37 +28,64 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from msagan_jax import classifier, editor as editor_lib, input_pipeline, loop, parallel
-from msagan_jax import train, visualize
+from msagan_jax import console, editor as editor_lib, errors, input_pipeline, judge_lib, loop
+from msagan_jax import models, parallel, visualize
 
 EVAL_DIR = "eval"
-# name -> (table label, format)
-TABLE = {
-    "attribute_editing_accuracy": ("attribute-editing accuracy", "{:.2%}"),
-    "accuracy_to_0": ("accuracy, edited to 0", "{:.2%}"),
-    "accuracy_to_1": ("accuracy, edited to 1", "{:.2%}"),
-    "ssim": ("SSIM(input, output)", "{:.4f}"),
-    "identity_l1": ("identity-path L1 error", "{:.4f}"),
-    "mask_guide_coverage": ("guide coverage (b > 0.5)", "{:.3f}"),
-    "mask_guide_iou": ("IoU(b > 0.5, guide)", "{:.3f}"),
-    "mask_outside_area": ("area outside guide with b > 0.5", "{:.4f}"),
-    "mask_guide_mean": ("mean b inside guide", "{:.3f}"),
-    "mask_mean": ("mean b", "{:.3f}"),
-    "collapsed": ("mask collapsed", "{}"),
-    "judge_accuracy_on_inputs": ("judge accuracy on the inputs", "{:.2%}"),
-    "seconds_per_epoch": ("seconds per epoch (training)", "{:.1f}"),
-    "examples": ("test faces", "{}"),
+CURVE_FILE = "eval_curve.csv"
+TIMING_FILE = "timing.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    label: str  # in tables
+    fmt: str  # how a value prints
+    short: str  # a report column's heading
+    doc: str
+
+
+# The one table of metric names: the evaluator computes these, in this order.
+METRICS = {
+    "attribute_editing_accuracy": Metric(
+        "attribute-editing accuracy", "{:.2%}", "accuracy",
+        "the judge sees c' in G(I, c') (paper: Figs 6-7)"),
+    "accuracy_to_0": Metric("accuracy, edited to 0", "{:.2%}", "to 0",
+                            "the same, over the faces edited to 0"),
+    "accuracy_to_1": Metric("accuracy, edited to 1", "{:.2%}", "to 1",
+                            "the same, over the faces edited to 1"),
+    "ssim": Metric("SSIM(input, output)", "{:.4f}", "SSIM",
+                   "SSIM(I, G(I, c')), dm-pix, images in [0, 1] (paper: ~0.99)"),
+    "identity_l1": Metric("identity-path L1 error", "{:.4f}", "identity L1",
+                          "mean |G(I, c) - I|, pixels in [-1, 1]"),
+    "mask_guide_coverage": Metric("guide coverage (b > 0.5)", "{:.3f}", "guide coverage",
+                                  "share of guide-mask pixels with b > 0.5"),
+    "mask_guide_iou": Metric("IoU(b > 0.5, guide)", "{:.3f}", "IoU",
+                             "IoU of {b > 0.5} and the guide mask"),
+    "mask_outside_area": Metric("area outside guide with b > 0.5", "{:.4f}", "outside area",
+                                "share of the pixels outside the guide mask with b > 0.5"),
+    "mask_guide_mean": Metric("mean b inside guide", "{:.3f}", "b in guide",
+                              "mean of b inside the guide mask"),
+    "mask_mean": Metric("mean b", "{:.3f}", "mean b", "mean of b over the image"),
+    "collapsed": Metric("mask collapsed", "{}", "collapsed",
+                        "mask_guide_mean (mask_mean without a guide) < collapse_threshold"),
+    "judge_accuracy_on_inputs": Metric("judge accuracy on the inputs", "{:.2%}",
+                                       "judge on inputs", "the judge's own error rate"),
+}
+# Reported beside the metrics, from the run rather than the evaluator.
+RUN_FIELDS = {
+    "seconds_per_epoch": Metric("seconds per epoch (training)", "{:.1f}", "s per epoch",
+                                "timing.json (paper Fig. 8)"),
+    "examples": Metric("faces", "{}", "faces", "faces evaluated"),
 }
 _SUMS = ("n", "n_to_0", "n_to_1", "correct_to_0", "correct_to_1", "ssim", "identity_l1",
          "guide", "covered", "union", "outside", "outside_on", "guide_b", "b", "pixels",
          "judge_inputs")
 
 
-def make_metric_sums(ed: editor_lib.Editor, judge: classifier.Classifier,
+def make_metric_sums(generator: models.Generator, judge: judge_lib.Classifier,
                      has_mask: bool):
     """A jitted (g_params, judge_variables, batch) -> sums of the metrics' numerators and
     denominators over the batch's real (weight 1) examples."""
-    generator = ed.generator
     judge_apply = judge.apply_fn()
 
     @jax.jit
@@ -98,34 +120,19 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
-def evaluate(ed: editor_lib.Editor, judge: classifier.Classifier, *, split: str = "test",
-             batch_size: int = 64, collapse_threshold: float = 0.05) -> dict[str, Any]:
-    """The metrics of `ed` over every face of `split`, each edited to the opposite label."""
-    cfg = ml_collections.ConfigDict(ed.config)
-    task = input_pipeline.task_from_config(cfg)
-    mesh = parallel.create_mesh()
-    has_mask = task.mask_name is not None
-    sums_fn = make_metric_sums(ed, judge, has_mask)
-    totals = dict.fromkeys(_SUMS, 0.0)
-    keys = ("image", "label", "weight") + (("mask",) if has_mask else ())
-    for batch in input_pipeline.padded_eval_batches(task, batch_size=batch_size, split=split):
-        batch = parallel.global_batch({k: batch[k] for k in keys}, mesh)
-        for k, v in jax.device_get(sums_fn(ed.g_params, judge.variables, batch)).items():
-            totals[k] += float(v)
-    t = totals
-    if not t["n"]:
-        raise ValueError(f"split {split!r} of {task.dataset} is empty")
-    guide_mean = _ratio(t["guide_b"], t["guide"]) if has_mask else float("nan")
+def _metrics(t: dict[str, float], has_mask: bool, collapse_threshold: float) -> dict[str, Any]:
+    """The METRICS from the split's sums."""
+    nan = float("nan")
+    guide_mean = _ratio(t["guide_b"], t["guide"]) if has_mask else nan
     mask_mean = _ratio(t["b"], t["pixels"])
     return {
-        "split": split, "examples": int(t["n"]), "step": ed.step,
         "attribute_editing_accuracy": _ratio(t["correct_to_0"] + t["correct_to_1"], t["n"]),
         "accuracy_to_0": _ratio(t["correct_to_0"], t["n_to_0"]),
         "accuracy_to_1": _ratio(t["correct_to_1"], t["n_to_1"]),
         "ssim": _ratio(t["ssim"], t["n"]),
         "identity_l1": _ratio(t["identity_l1"], t["n"]),
-        "mask_guide_coverage": _ratio(t["covered"], t["guide"]) if has_mask else float("nan"),
-        "mask_guide_iou": _ratio(t["covered"], t["union"]) if has_mask else float("nan"),
+        "mask_guide_coverage": _ratio(t["covered"], t["guide"]) if has_mask else nan,
+        "mask_guide_iou": _ratio(t["covered"], t["union"]) if has_mask else nan,
         "mask_outside_area": _ratio(t["outside_on"], t["outside"]),
         "mask_guide_mean": guide_mean,
         "mask_mean": mask_mean,
@@ -134,19 +141,119 @@ def evaluate(ed: editor_lib.Editor, judge: classifier.Classifier, *, split: str 
     }
 
 
+class Evaluator:
+    """The METRICS of an editor of `config` over `split`, or its first `num_examples` faces,
+    scored by `judge`. `run(g_params)` yields (name, value) in METRICS order, then
+    ("examples", n)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, judge: judge_lib.Classifier, *,
+                 split: str, num_examples: int | None = None, batch_size: int | None = None,
+                 cache: bool = False):
+        self.config, self.judge, self.split = config, judge, split
+        self.task = input_pipeline.task_from_config(config)
+        self.has_mask = self.task.mask_name is not None
+        self.batch_size = batch_size or config.eval_batch_size
+        self.mesh = parallel.create_mesh()
+        generator, _ = models.create_models(config)
+        self._sums = make_metric_sums(generator, judge, self.has_mask)
+        source = input_pipeline.data_source(self.task, split)
+        if num_examples is not None:
+            source = input_pipeline.head(source, num_examples)
+        self.source = source
+        self._batches = [] if cache else None  # a fixed subset is read once, then kept
+
+    def _device_batches(self) -> Iterator[dict[str, jax.Array]]:
+        if self._batches:
+            yield from self._batches
+            return
+        keys = ("image", "label", "weight") + (("mask",) if self.has_mask else ())
+        for batch in input_pipeline.padded_eval_batches(self.task, batch_size=self.batch_size,
+                                                        split=self.split, source=self.source):
+            batch = parallel.global_batch({k: batch[k] for k in keys}, self.mesh)
+            if self._batches is not None:
+                self._batches.append(batch)
+            yield batch
+
+    def run(self, g_params: Any) -> Iterator[tuple[str, Any]]:
+        totals = dict.fromkeys(_SUMS, 0.0)
+        for batch in self._device_batches():
+            for k, v in jax.device_get(self._sums(g_params, self.judge.variables,
+                                                  batch)).items():
+                totals[k] += float(v)
+        if not totals["n"]:
+            raise errors.InputError(f"split {self.split!r} of {self.task.dataset} is empty")
+        yield from _metrics(totals, self.has_mask, self.config.collapse_threshold).items()
+        yield "examples", int(totals["n"])
+
+
+def evaluate(ed: editor_lib.Editor, judge: judge_lib.Classifier | None = None, *,
+             split: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """The metrics of `ed` over every face of `split` (default: its config's eval_split)."""
+    judge = judge or ed.judge
+    split = split or ed.config.eval_split
+    evaluator = Evaluator(ed.config, judge, split=split, batch_size=batch_size)
+    return {"split": split, "step": ed.step, **dict(evaluator.run(ed.g_params))}
+
+
 def markdown_table(metrics: dict[str, Any], title: str = "") -> str:
     """The metrics as a two-column markdown table."""
     lines = [f"# {title}\n" if title else "", "| metric | value |", "| --- | --- |"]
-    for name, (label, fmt) in TABLE.items():
-        if name in metrics and metrics[name] is not None:
+    for name, metric in {**METRICS, **RUN_FIELDS}.items():
+        if metrics.get(name) is not None:
             value = metrics[name]
-            text = "n/a" if isinstance(value, float) and np.isnan(value) else fmt.format(value)
-            lines.append(f"| {label} | {text} |")
+            text = "n/a" if isinstance(value, float) and np.isnan(value) else \
+                metric.fmt.format(value)
+            lines.append(f"| {metric.label} | {text} |")
     return "\n".join(line for line in lines if line) + "\n"
 
 
+def summary(metrics: dict[str, Any]) -> str:
+    """One line: accuracy, SSIM, guide coverage."""
+    parts = [f"{METRICS[name].short} {METRICS[name].fmt.format(metrics[name])}"
+             for name in ("attribute_editing_accuracy", "ssim", "mask_guide_coverage")
+             if isinstance(metrics.get(name), float) and not np.isnan(metrics[name])]
+    return ", ".join(parts) + (" (mask collapsed)" if metrics.get("collapsed") else "")
+
+
+def training_hook(config: ml_collections.ConfigDict, judge: judge_lib.Classifier,
+                  workdir: os.PathLike) -> loop.Hook:
+    """The learning curve: every eval_every iterations, the metrics of the first eval_examples
+    validation faces, to TensorBoard (eval_val/*), <workdir>/eval_curve.csv and the console."""
+    evaluator = Evaluator(config, judge, split="validation", num_examples=config.eval_examples,
+                          cache=True)
+    path = pathlib.Path(workdir) / CURVE_FILE
+
+    def run(step: int, state: Any, writer: loop.Writer) -> None:
+        metrics = dict(evaluator.run(state.g_params))
+        writer.scalars(step, {f"eval_val/{k}": float(v) for k, v in metrics.items()})
+        if jax.process_index() == 0:
+            append_curve(path, step, metrics)
+            console.say(f"iteration {step}: validation {summary(metrics)}")
+
+    return loop.Hook(config.eval_every, run)
+
+
+def append_curve(path: pathlib.Path, step: int, metrics: dict[str, Any]) -> None:
+    """One row of the learning curve's CSV (a resumed run appends; the last row of a step
+    counts)."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, ("step", *METRICS, "examples"), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({"step": step, **metrics})
+
+
+def read_curve(path: os.PathLike) -> list[dict[str, float]]:
+    """The learning curve's rows, by step, the last row of a step kept."""
+    with open(path, newline="") as f:
+        rows = {int(r["step"]): r for r in csv.DictReader(f)}
+    return [{k: (float(v) if k != "collapsed" else v == "True") for k, v in r.items()}
+            for _, r in sorted(rows.items())]
+
+
 def _sample_faces(ed: editor_lib.Editor, split: str, n: int) -> np.ndarray:
-    task = input_pipeline.task_from_config(ml_collections.ConfigDict(ed.config))
+    task = input_pipeline.task_from_config(ed.config)
     loader = input_pipeline.create_eval_loader(task, batch_size=n, split=split, shard_index=0,
                                                shard_count=1)
     return next(iter(loader))["image"]
@@ -161,46 +268,50 @@ def sample_sheet(ed: editor_lib.Editor, faces: np.ndarray) -> np.ndarray:
     return visualize.sample_grid(faces, split(outputs), split(masks), split(attribute_images))
 
 
-def evaluate_run(workdir: os.PathLike, judge: classifier.Classifier | os.PathLike | None = None,
+def evaluate_run(workdir: os.PathLike, judge: judge_lib.Classifier | os.PathLike | None = None,
                  *, step: int | None = None, split: str | None = None) -> dict[str, Any]:
     """Evaluates the editor in `workdir` with `judge` (default: the one its config names) and
     writes <workdir>/eval/metrics.json, metrics.md and samples.png, and TensorBoard scalars."""
     workdir = pathlib.Path(workdir)
     ed = editor_lib.load_editor(workdir, step=step, judge=judge)
-    if ed.judge is None:
-        raise FileNotFoundError(
-            f"no trained judge in {editor_lib.judge_dir_of(ed.config, workdir)}: train one with "
-            f"`python main.py --config=configs/classifier.py --workdir=DIR` and pass "
-            f"--judge=DIR (or judge=DIR)")
     cfg = ed.config
-    split = split or cfg.get("eval_split", "test")
-    metrics = evaluate(ed, ed.judge, split=split, batch_size=cfg.get("eval_batch_size", 64),
-                       collapse_threshold=cfg.get("collapse_threshold", 0.05))
-    judge_results = classifier.read_results(ed.judge.workdir) or {}
-    metrics.update(structure=cfg["structure"], mask_loss=cfg["mask_loss"], seed=cfg["seed"],
-                   attribute=cfg["attribute"], dataset=cfg["dataset"],
+    if ed.judge is None:
+        where = judge_lib.judge_dir(cfg, workdir)
+        raise errors.InputError(f"no trained judge in {where}: "
+                                f"{judge_lib.how_to_train(cfg, where)}, or pass --judge=DIR")
+    metrics = evaluate(ed, split=split)
+    judge_results = judge_lib.read_results(ed.judge.workdir) or {}
+    metrics.update(structure=cfg.structure, mask_loss=cfg.mask_loss, seed=cfg.seed,
+                   attribute=cfg.attribute, dataset=cfg.dataset,
                    judge=os.fspath(ed.judge.workdir),
                    judge_test_accuracy=judge_results.get("test_accuracy"))
     try:
-        timing = json.loads((workdir / train.TIMING_FILE).read_text())
+        timing = json.loads((workdir / TIMING_FILE).read_text())
         metrics.update({k: timing.get(k) for k in ("seconds_per_epoch", "images_per_s",
                                                    "device")})
     except FileNotFoundError:
         pass
     if jax.process_index() == 0:
-        out = workdir / EVAL_DIR
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        title = f"{cfg['structure'].upper()} + {cfg['mask_loss']}, seed {cfg['seed']}: " \
-                f"{split} split, step {ed.step}"
-        (out / "metrics.md").write_text(markdown_table(metrics, title))
-        grid = sample_sheet(ed, _sample_faces(ed, split, min(8, metrics["examples"])))
-        visualize.save_png(grid, out / "samples.png")
-        writer = loop.Writer(workdir)
-        writer.scalars(ed.step or 0, {f"eval/{k}": float(v) for k, v in metrics.items()
-                                      if isinstance(v, (int, float)) and v is not None
-                                      and k not in ("step", "seed")})
-        writer.text(ed.step or 0, "eval/metrics", markdown_table(metrics))
-        writer.close()
+        _write_eval(workdir, ed, metrics)
     logging.info("evaluation of %s: %s", workdir, metrics)
+    console.say(f"{metrics['split']} split, {metrics['examples']} faces: {summary(metrics)}; "
+                f"{workdir / EVAL_DIR / 'metrics.md'}")
     return metrics
+
+
+def _write_eval(workdir: pathlib.Path, ed: editor_lib.Editor, metrics: dict[str, Any]) -> None:
+    cfg = ed.config
+    out = workdir / EVAL_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    title = f"{cfg.structure.upper()} + {cfg.mask_loss}, seed {cfg.seed}: " \
+            f"{metrics['split']} split, step {ed.step}"
+    (out / "metrics.md").write_text(markdown_table(metrics, title))
+    grid = sample_sheet(ed, _sample_faces(ed, metrics["split"], min(8, metrics["examples"])))
+    visualize.save_png(grid, out / "samples.png")
+    writer = loop.Writer(workdir)
+    writer.scalars(ed.step or 0, {f"eval/{k}": float(metrics[k])
+                                  for k in (*METRICS, "seconds_per_epoch")
+                                  if isinstance(metrics.get(k), (int, float))})
+    writer.text(ed.step or 0, "eval/metrics", markdown_table(metrics))
+    writer.close()

@@ -1,54 +1,54 @@
 """One experiment, as `python main.py --config=... --workdir=...` runs it.
 
-An editor config: train the editor (train.py), make sure its judge exists (training it once in
-judge_workdir if it has no results yet), then evaluate (evaluate.py). A classifier config
-(model="classifier"): train the judge. Each part resumes where it stopped.
+An editor config: make sure its judge exists (training it once in judge.workdir when it has no
+results yet: the judge does not depend on the editor), then train the editor with evaluation
+on a validation subset as it learns, then evaluate it on the test split (train.py). A judge
+config (what_to_train="judge"): train the judge. Each part resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-import pathlib
-from typing import Any
 
 import ml_collections
-from absl import logging
 
-from msagan_jax import classifier, editor, evaluate, input_pipeline, train
+from msagan_jax import classifier, config_lib, console, judge_lib, loop, train
 
 
 def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The editor config's classifier fields, as a classifier config."""
-    judge = ml_collections.ConfigDict(config.to_dict())
-    judge.model = "classifier"
+    """An editor config as the config of its judge."""
+    judge = copy.deepcopy(config)
+    judge.what_to_train = "judge"
     return judge
 
 
-def ensure_judge(config: ml_collections.ConfigDict, judge_dir: os.PathLike) -> dict | None:
-    """The results of the judge in `judge_dir`, training it first (or finishing its training)
-    when it has none. None when its training was stopped by a signal."""
-    results = classifier.read_results(judge_dir)
-    if results is None:
-        logging.info("training the judge (ResNet-%d) in %s", config.classifier_depth, judge_dir)
-        results = classifier.train_classifier(judge_config(config), judge_dir) or None
-    return results
+def ensure_judge(config: ml_collections.ConfigDict, workdir: os.PathLike) -> loop.Result | None:
+    """Trains (or finishes training) the judge an editor of `config` in `workdir` names, when
+    it has no results yet. None when it already had them."""
+    judge_dir = judge_lib.judge_dir(config, workdir)
+    if judge_lib.read_results(judge_dir) is not None:
+        return None
+    console.say(f"training the judge (ResNet-{config.judge.depth}) in {judge_dir}")
+    return classifier.train_judge(judge_config(config), judge_dir)
 
 
-def run(config: ml_collections.ConfigDict, workdir: os.PathLike) -> dict[str, Any] | None:
-    """Trains (and, for an editor with evaluate=True, evaluates) what `config` describes in
-    `workdir`. Returns the judge's results or the editor's metrics; None when stopped early."""
-    if config.model == "classifier":
-        return classifier.train_classifier(config, workdir) or None
-    if config.model != "editor":
-        raise ValueError(f"unknown model {config.model!r}; choose editor or classifier")
-    train.validate_config(config)
-    state = train.train_and_evaluate(config, workdir)
-    info = input_pipeline.prepare(config)
-    if int(state.step) < train.num_train_steps(config, info.splits["train"].num_examples):
-        return None  # stopped by a signal; the same command resumes
-    if not config.evaluate:
-        return None
-    judge_dir = editor.judge_dir_of(config.to_dict(), workdir)
-    if ensure_judge(config, judge_dir) is None:
-        return None
-    return evaluate.evaluate_run(pathlib.Path(workdir), judge_dir)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike,
+                       allow_config_change: bool = False) -> loop.Result:
+    """What main.py's train mode does with a validated config (see the module docstring)."""
+    if config.what_to_train == "judge":
+        return classifier.train_judge(config, workdir, allow_config_change)
+    if config.evaluate or config.eval_every:
+        judged = ensure_judge(config, workdir)
+        if judged is not None and not judged.finished:
+            return judged  # stopped by a signal; the same command resumes
+    return train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+
+
+def run(config: ml_collections.ConfigDict, workdir: os.PathLike,
+        allow_config_change: bool = False) -> loop.Result:
+    """Validates `config`, then trains and evaluates what it describes in `workdir`. The
+    result's `finished` is False when a signal stopped it; `metrics` holds the editor's test
+    metrics or the judge's accuracy."""
+    config_lib.validate(config)
+    return train_and_evaluate(config, workdir, allow_config_change)

@@ -7,10 +7,11 @@ A training element is a dict of numpy arrays, batched along axis 0:
     mask   float32 (B, H, W, 1)  its guide mask, 0 or 1 (absent for a global attribute)
     index  int32   (B,)          the face number k of CelebA-HQ-img/<k>.jpg
 
-The training loader shuffles with a seed, repeats forever, flips image and mask together,
-drops the last partial batch and reads only this process's shard of the split. Its iterator
-state (`iterator.get_state()`) restores exactly where it stopped. The evaluation loader reads
-every example of a split once, in order, unflipped, keeping the last partial batch.
+The training loader shuffles with a seed, repeats forever, flips image and mask together (if
+asked: `random_flip`), drops the last partial batch and reads only this process's shard of the
+split. Its iterator state (`iterator.get_state()`) restores exactly where it stopped. The
+evaluation loader reads every example of a split once, in order, unflipped, keeping the last
+partial batch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
 import tfds_celebamask  # registers the celebamask builders with TFDS
+from msagan_jax import errors
 from tfds_celebamask.celebamask import celebamask_dataset_builder, layout
 
 
@@ -44,10 +46,10 @@ class Task:
 
     def __post_init__(self):
         if self.attribute not in layout.ATTRIBUTE_NAMES:
-            raise ValueError(f"unknown attribute {self.attribute!r}; the 40 CelebA attributes "
+            raise errors.ConfigError(f"unknown attribute {self.attribute!r}; the 40 CelebA attributes "
                              f"are {', '.join(layout.ATTRIBUTE_NAMES)}")
         if self.guide_mask not in ("", "none") + layout.GUIDE_MASK_NAMES:
-            raise ValueError(f"unknown guide mask {self.guide_mask!r}; choose one of "
+            raise errors.ConfigError(f"unknown guide mask {self.guide_mask!r}; choose one of "
                              f"{', '.join(layout.GUIDE_MASK_NAMES)}, 'none', or '' for "
                              "the attribute's own")
 
@@ -72,7 +74,10 @@ def prepare(config: Any) -> tfds.core.DatasetInfo:
     manual download: a DatasetNotFoundError then gives the exact `tfds build` command.
     """
     task = task_from_config(config)
-    builder = tfds.builder(task.dataset, data_dir=task.data_dir)
+    try:
+        builder = tfds.builder(task.dataset, data_dir=task.data_dir)
+    except (ValueError, tfds.core.registered.DatasetNotFoundError) as e:
+        raise errors.ConfigError(f"dataset={task.dataset!r}: {e}") from None
     if not builder.is_prepared():
         if builder.name != tfds_celebamask.CelebAMaskSynthetic.name:
             raise DatasetNotFoundError(task, "train", FileNotFoundError(
@@ -80,7 +85,7 @@ def prepare(config: Any) -> tfds.core.DatasetInfo:
         builder.download_and_prepare()
     resolution = builder.info.features["image"].shape[0]
     if resolution != config.image_size:
-        raise ValueError(f"image_size={config.image_size} but {task.dataset} holds "
+        raise errors.ConfigError(f"image_size={config.image_size} but {task.dataset} holds "
                          f"{resolution}x{resolution} images; set --config.image_size="
                          f"{resolution} or choose the dataset's {config.image_size} config")
     return builder.info
@@ -134,7 +139,7 @@ class TaskSource:
                 f"mask={self.task.mask_name!r}, n={len(self)})")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(errors.Error, FileNotFoundError):
     """The dataset (or split) has not been built in the data dir."""
 
     def __init__(self, task: Task, split: str, cause: Exception):
@@ -194,7 +199,8 @@ def process_batch_size(global_batch_size: int, process_count: int | None = None,
                           else local_device_count)
     devices = process_count * local_device_count
     if global_batch_size <= 0 or global_batch_size % devices:
-        raise ValueError(f"batch_size={global_batch_size} must be a positive multiple of the "
+        raise errors.ConfigError(f"batch_size={global_batch_size} must be a positive multiple of "
+                                 f"the "
                          f"number of devices ({process_count} process(es) x "
                          f"{local_device_count} local device(s) = {devices})")
     return global_batch_size // process_count
@@ -222,10 +228,10 @@ def _shard(shard_index: int | None, shard_count: int | None, drop_remainder: boo
 
 
 def create_train_loader(task: Task, *, batch_size: int, seed: int, split: str = "train",
-                        worker_count: int = 0, shard_index: int | None = None,
-                        shard_count: int | None = None,
+                        random_flip: bool = True, worker_count: int = 0,
+                        shard_index: int | None = None, shard_count: int | None = None,
                         source: Any = None) -> grain.DataLoader:
-    """Shuffled, repeated, flipped batches of this process's shard.
+    """Shuffled, repeated batches of this process's shard, flipped at random if `random_flip`.
 
     batch_size is the *global* batch; each of the shard_count processes (by default the JAX
     processes) reads batch_size / shard_count examples per batch. The batches depend only on
@@ -235,18 +241,20 @@ def create_train_loader(task: Task, *, batch_size: int, seed: int, split: str = 
     if shard_index is None and shard_count is None:
         per_process = process_batch_size(batch_size)
     elif batch_size <= 0 or batch_size % shard.shard_count:
-        raise ValueError(f"batch_size={batch_size} must be a positive multiple of "
+        raise errors.ConfigError(f"batch_size={batch_size} must be a positive multiple of "
                          f"shard_count={shard.shard_count}")
     else:
         per_process = batch_size // shard.shard_count
     source = data_source(task, split) if source is None else source
     if len(source) < shard.shard_count * per_process:
-        raise ValueError(f"split {split!r} of {task.dataset} has {len(source)} examples, fewer "
+        raise errors.ConfigError(f"split {split!r} of {task.dataset} has {len(source)} examples, "
+                                 f"fewer "
                          f"than one global batch of {batch_size}")
     sampler = grain.samplers.IndexSampler(
         num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None, seed=seed)
+    augment = RandomFlipAndScale() if random_flip else Scale()
     return _loader(source, sampler, [grain.transforms.Batch(per_process, drop_remainder=True),
-                                     RandomFlipAndScale()], worker_count, per_process)
+                                     augment], worker_count, per_process)
 
 
 class _Slice:
@@ -265,6 +273,11 @@ class _Slice:
 
     def __repr__(self) -> str:
         return f"{self.source!r}[{self.start}:{self.stop}]"
+
+
+def head(source: Any, n: int) -> _Slice:
+    """The first `n` examples of a random-access source (all of it when shorter)."""
+    return _Slice(source, 0, min(n, len(source)))
 
 
 def create_eval_loader(task: Task, *, batch_size: int, split: str = "test",

@@ -12,19 +12,26 @@ bottleneck, "decoder" = the up-sampling path and the output convolution):
     e1d1  one encoder on [I, c], one decoder -> 4 ch (3 tanh for I_a, 1 sigmoid for b)
 
 The layer recipe is METHOD.md's (SaGAN as the public re-implementations build it): PyTorch's
-paddings, InstanceNorm (affine only in the residual blocks), N(0, 0.02) weights. Instance norm keeps
-no batch statistics, so every apply is a pure function of (params, inputs).
+paddings, N(0, 0.02) weights, InstanceNorm (with a learned scale and bias in the residual blocks,
+where the public code has BatchNorm; see `_norm`). Instance norm keeps no batch statistics, so
+every apply is a pure function of (params, inputs).
+
+The judge, a ResNet attribute classifier that scores the editors (METHOD.md section 4), is at
+the end. `create_models(config)` and `create_judge(config)` build them from a config.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+import ml_collections
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # SaGAN's re-implementations initialise every weight from N(0, 0.02), biases from zero.
 _init = nn.initializers.normal(stddev=0.02)
@@ -44,8 +51,10 @@ def _conv(features: int, kernel: int, stride: int, pad: int, dtype: Dtype, name:
 
 def _norm(dtype: Dtype, affine: bool = False) -> nn.Module:
     # PyTorch's InstanceNorm2d: eps 1e-5, per-image, per-channel statistics. The public SaGAN
-    # code learns a scale and bias only inside the residual blocks (its conv blocks use the
-    # default affine=False); so do we, which makes E2D2 match its 12,220,644 parameters.
+    # code's conv blocks use InstanceNorm2d (affine=False); its residual blocks use BatchNorm2d,
+    # which learns a scale and bias. Ours are InstanceNorm with a learned scale and bias there:
+    # the same parameters (E2D2 matches its 12,220,644) and a pure function of each image, with
+    # no running statistics and so no train/eval mismatch (an edit does not depend on the batch).
     return nn.InstanceNorm(epsilon=1e-5, dtype=dtype, use_scale=affine, use_bias=affine)
 
 
@@ -178,9 +187,6 @@ class EditingNetwork(nn.Module):
     dtype: Dtype = jnp.float32
 
     def setup(self):
-        if self.structure not in STRUCTURES:
-            raise ValueError(f"unknown structure {self.structure!r}; choose one of "
-                             f"{', '.join(STRUCTURES)}")
         encoder = dict(width=self.width, num_down=self.num_down,
                        num_res_blocks=self.num_res_blocks, dtype=self.dtype)
         decoder = dict(width=self.width, num_up=self.num_down, dtype=self.dtype)
@@ -252,7 +258,6 @@ class Discriminator(nn.Module):
 
     width: int = 32
     num_layers: int = 6
-    max_width: int = 1024 * 1024
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -263,8 +268,7 @@ class Discriminator(nn.Module):
                              f"image size divisible by {2 ** self.num_layers}, not {size}")
         x = image.astype(self.dtype)
         for i in range(self.num_layers):
-            x = nn.leaky_relu(DownConv(min(self.width * 2 ** i, self.max_width), self.dtype)(x),
-                              0.2)
+            x = nn.leaky_relu(DownConv(self.width * 2 ** i, self.dtype)(x), 0.2)
         src = _conv(1, 3, 1, 1, self.dtype, name="D_src")(x)
         final = x.shape[1]  # 2 at 128 px with 6 layers
         cls = nn.Conv(1, (final, final), padding="VALID", kernel_init=_init, dtype=self.dtype,
@@ -281,3 +285,102 @@ def subtree_counts(params: Any, names: Sequence[str]) -> dict[str, int]:
     """Parameter count of each named child of the editing network (encoder_a, decoder, ...)."""
     f = params["params"]["F"] if "F" in params.get("params", {}) else params["params"]
     return {name: parameter_count(f[name]) for name in names if name in f}
+
+
+def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
+    """G and D as a (validated) editor config describes them."""
+    dtype = DTYPES[config.compute_dtype]
+    generator = Generator(config.structure, config.width, config.num_down,
+                          config.num_res_blocks, dtype)
+    return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype)
+
+
+# --- The judge: a ResNet attribute classifier ------------------------------------------------
+
+def _bn(train: bool, dtype: Any, **kwargs) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype, **kwargs)
+
+
+def _judge_conv(filters: int, kernel: int, strides: int, dtype: Any) -> nn.Conv:
+    return nn.Conv(filters, (kernel, kernel), strides, use_bias=False, dtype=dtype)
+
+
+def _add_shortcut(x, y, strides: int, train: bool, dtype: Any):
+    """relu(x + y), x projected by a strided 1x1 conv where the shapes differ. The last norm of
+    y starts at zero scale, so each block starts as the identity."""
+    if x.shape != y.shape:
+        x = _bn(train, dtype)(_judge_conv(y.shape[-1], 1, strides, dtype)(x))
+    return nn.relu(x + y)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (ResNet-18/34)."""
+
+    filters: int
+    strides: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = _judge_conv(self.filters, 3, self.strides, self.dtype)(x)
+        y = nn.relu(_bn(train, self.dtype)(y))
+        y = _judge_conv(self.filters, 3, 1, self.dtype)(y)
+        y = _bn(train, self.dtype, scale_init=nn.initializers.zeros)(y)
+        return _add_shortcut(x, y, self.strides, train, self.dtype)
+
+
+class BottleneckBlock(nn.Module):
+    """1x1, 3x3 (strided, as in ResNet v1.5), 1x1 with 4x the channels, and a shortcut
+    (ResNet-50 and deeper)."""
+
+    filters: int
+    strides: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = nn.relu(_bn(train, self.dtype)(_judge_conv(self.filters, 1, 1, self.dtype)(x)))
+        y = _judge_conv(self.filters, 3, self.strides, self.dtype)(y)
+        y = nn.relu(_bn(train, self.dtype)(y))
+        y = _judge_conv(4 * self.filters, 1, 1, self.dtype)(y)
+        y = _bn(train, self.dtype, scale_init=nn.initializers.zeros)(y)
+        return _add_shortcut(x, y, self.strides, train, self.dtype)
+
+
+# depth -> (block, blocks per stage)
+ARCHITECTURES: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
+    10: (BasicBlock, (1, 1, 1, 1)),
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (BottleneckBlock, (3, 4, 6, 3)),
+    101: (BottleneckBlock, (3, 4, 23, 3)),
+    152: (BottleneckBlock, (3, 8, 36, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """ResNet (v1.5) with one logit: the attribute's log-odds. Images in [-1, 1]."""
+
+    stage_sizes: Sequence[int]
+    block: type[nn.Module]
+    width: int = 64
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
+                    dtype=self.dtype)(x.astype(self.dtype))
+        x = _bn(train, self.dtype)(x)
+        x = nn.max_pool(nn.relu(x), (3, 3), (2, 2), padding="SAME")
+        for i, blocks in enumerate(self.stage_sizes):
+            for j in range(blocks):
+                x = self.block(self.width * 2 ** i, strides=2 if i > 0 and j == 0 else 1,
+                               dtype=self.dtype)(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(1)(x.astype(jnp.float32))[:, 0]
+
+
+def create_judge(config: ml_collections.ConfigDict) -> ResNet:
+    """The ResNet that config.judge.depth and config.judge.width describe."""
+    block, stages = ARCHITECTURES[config.judge.depth]
+    return ResNet(stages, block, config.judge.width)

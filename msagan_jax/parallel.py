@@ -56,3 +56,19 @@ def abstract_replicated(init_fn: Callable[[], Any], mesh: Mesh) -> Any:
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                         jax.eval_shape(init_fn))
+
+
+def any_process(flag: bool) -> bool:
+    """True when `flag` is set in any process (every process must stop at the same step)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+
+def process_sum(value: float) -> float:
+    """`value` summed over all processes (e.g. counts of each process's own examples)."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return float(np.sum(multihost_utils.process_allgather(np.array(value))))

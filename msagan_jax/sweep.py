@@ -11,6 +11,7 @@ again after a crash.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -24,15 +25,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from msagan_jax import editor as editor_lib
-from msagan_jax import evaluate, experiment, input_pipeline, losses, models, train, visualize
+from msagan_jax import config_lib, console, editor as editor_lib, errors, evaluate, experiment
+from msagan_jax import input_pipeline, losses, models, train, visualize
 
 STRUCTURES = tuple(models.STRUCTURES)  # e2d2, e2d1, e1d2, e1d1
 MASK_LOSSES = tuple(losses.MASK_LOSSES)  # none, mae, mse, sde
-CSV_FIELDS = ("structure", "mask_loss", "seed", "step", "attribute_editing_accuracy",
-              "accuracy_to_0", "accuracy_to_1", "ssim", "identity_l1", "mask_guide_coverage",
-              "mask_guide_iou", "mask_outside_area", "mask_guide_mean", "collapsed",
+CSV_FIELDS = ("structure", "mask_loss", "seed", "step", *evaluate.METRICS,
               "seconds_per_epoch", "images_per_s")
+# The "every run" table of the report: its columns, from evaluate.METRICS.
+REPORT_COLUMNS = ("attribute_editing_accuracy", "ssim", "identity_l1", "mask_guide_coverage",
+                  "mask_guide_iou", "mask_outside_area", "collapsed", "seconds_per_epoch")
 
 
 def run_name(structure: str, mask_loss: str, seed: int) -> str:
@@ -42,9 +44,10 @@ def run_name(structure: str, mask_loss: str, seed: int) -> str:
 def run_config(base: ml_collections.ConfigDict, structure: str, mask_loss: str, seed: int,
                judge_dir: pathlib.Path) -> ml_collections.ConfigDict:
     """The base config with one paper model and seed, judged by the sweep's judge."""
-    config = ml_collections.ConfigDict(base.to_dict())
-    config.update(model="editor", structure=structure, mask_loss=mask_loss, seed=seed,
-                  judge_workdir=os.fspath(judge_dir), evaluate=True)
+    config = copy.deepcopy(base)
+    config.update(what_to_train="editor", structure=structure, mask_loss=mask_loss, seed=seed,
+                  evaluate=True)
+    config.judge.workdir = os.fspath(judge_dir)
     return config
 
 
@@ -61,35 +64,36 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
               mask_losses: Sequence[str] = MASK_LOSSES) -> list[dict[str, Any]] | None:
     """Trains and evaluates every (structure, mask loss, seed), then writes the report.
     Returns the runs' metrics, or None when a signal stopped it (run again to resume)."""
-    for name, chosen, known in (("structure", structures, STRUCTURES),
-                                ("mask loss", mask_losses, MASK_LOSSES)):
-        unknown = [x for x in chosen if x not in known]
-        if unknown or not chosen:
-            raise ValueError(f"unknown {name} {unknown or 'list (empty)'}; choose from "
-                             f"{', '.join(known)}")
     workdir = pathlib.Path(workdir).absolute()
     judge_dir = workdir / "judge"
+    plan = [(s, m, seed) for seed in seeds for s in structures for m in mask_losses]
+    if not plan:
+        raise errors.ConfigError("the sweep has no run: give at least one structure, mask "
+                                 "loss and seed")
+    configs = [run_config(base, s, m, seed, judge_dir) for s, m, seed in plan]
+    for config in configs:
+        config_lib.validate(config)
     if not jax.config.jax_compilation_cache_dir:
         # The seeds of a model compile the same programs: compile them once.
         jax.config.update("jax_compilation_cache_dir", os.fspath(workdir / "jax_cache"))
     info = input_pipeline.prepare(base)
     num_steps = train.num_train_steps(base, info.splits["train"].num_examples)
-    if experiment.ensure_judge(base, judge_dir) is None:
+    judged = experiment.ensure_judge(configs[0], workdir / "runs")
+    if judged is not None and not judged.finished:
         return None
     results = []
-    plan = [(s, m, seed) for seed in seeds for s in structures for m in mask_losses]
-    for i, (structure, mask_loss, seed) in enumerate(plan):
+    for i, (config, (structure, mask_loss, seed)) in enumerate(zip(configs, plan)):
         run_dir = workdir / "runs" / run_name(structure, mask_loss, seed)
         metrics = _finished(run_dir, num_steps)
         if metrics is None:
-            logging.info("sweep %d/%d: %s", i + 1, len(plan), run_dir.name)
-            metrics = experiment.run(run_config(base, structure, mask_loss, seed, judge_dir),
-                                     run_dir)
-            if metrics is None:
+            console.say(f"sweep {i + 1}/{len(plan)}: {run_dir.name}")
+            result = experiment.train_and_evaluate(config, run_dir)
+            if not result.finished:
                 logging.warning("sweep stopped in %s; run the same command to resume", run_dir)
                 return None
+            metrics = result.metrics
         else:
-            logging.info("sweep %d/%d: %s is done", i + 1, len(plan), run_dir.name)
+            console.say(f"sweep {i + 1}/{len(plan)}: {run_dir.name} is done")
         results.append(metrics)
     write_report(workdir, results, base)
     return results
@@ -173,6 +177,21 @@ def _sample_sheet(workdir: pathlib.Path, results: list[dict], base: ml_collectio
     return visualize.save_png(np.concatenate(rows), workdir / "sample_sheet.png")
 
 
+def _every_run_table(results: list[dict]) -> list[str]:
+    """The report's table of every run, its columns from evaluate's one metric table."""
+    table = {**evaluate.METRICS, **evaluate.RUN_FIELDS}
+    heads = ["structure", "mask loss", "seed"] + [table[c].short for c in REPORT_COLUMNS]
+    lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    for r in results:
+        cells = [r["structure"].upper(), r["mask_loss"], str(r["seed"])]
+        for name in REPORT_COLUMNS:
+            value = r.get(name)
+            cells.append("n/a" if value is None or value != value else
+                         table[name].fmt.format(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(workdir: os.PathLike, results: list[dict],
                  base: ml_collections.ConfigDict) -> pathlib.Path:
     """report.md, results.csv, fig6_by_mask_loss.png, fig7_by_structure.png,
@@ -202,12 +221,13 @@ def write_report(workdir: os.PathLike, results: list[dict],
     sheet = _sample_sheet(workdir, results, base)
 
     judge = json.loads((workdir / "judge" / "results.json").read_text())
+    depth = judge.get("judge_depth", judge.get("classifier_depth"))  # older judges: classifier_
     device = next((r.get("device") for r in results if r.get("device")), "unknown")
     lines = [
         "# Sweep report", "",
         f"Dataset `{base.dataset}`, attribute `{base.attribute}`, {len(seeds)} seed(s) "
         f"({', '.join(map(str, seeds))}), {results[0]['examples']} {base.eval_split} faces "
-        f"each edited to the opposite value. Judge: ResNet-{judge['classifier_depth']}, test "
+        f"each edited to the opposite value. Judge: ResNet-{depth}, test "
         f"accuracy {judge.get('test_accuracy', float('nan')):.2%}. Training device: {device}.",
         "", "## By mask loss (paper Fig. 6: no mask 66%, MAE 80%, MSE 79%, SDE 86%)", "",
         "| mask loss | attribute-editing accuracy | SSIM | collapsed runs |",
@@ -228,17 +248,7 @@ def write_report(workdir: os.PathLike, results: list[dict],
                      f"{_fmt(*by_structure['ssim'][s], False)} | "
                      f"{sum(r['collapsed'] for r in runs)} of {len(runs)} | "
                      f"{t[0]:.1f} ± {t[1]:.1f} |")
-    lines += ["", "## Every run", "",
-              "| structure | mask loss | seed | accuracy | SSIM | identity L1 | guide coverage "
-              "| IoU | outside area | collapsed | s per epoch |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results:
-        lines.append(
-            f"| {r['structure'].upper()} | {r['mask_loss']} | {r['seed']} | "
-            f"{r['attribute_editing_accuracy']:.2%} | {r['ssim']:.4f} | "
-            f"{r['identity_l1']:.4f} | {r['mask_guide_coverage']:.3f} | "
-            f"{r['mask_guide_iou']:.3f} | {r['mask_outside_area']:.4f} | "
-            f"{'yes' if r['collapsed'] else 'no'} | {r.get('seconds_per_epoch') or float('nan'):.1f} |")
+    lines += ["", "## Every run", "", *_every_run_table(results)]
     collapsed = [run_name(r["structure"], r["mask_loss"], r["seed"]) for r in results
                  if r["collapsed"]]
     lines += ["", f"Collapsed runs (mean mask inside the guide < {base.collapse_threshold}): "

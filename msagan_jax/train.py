@@ -5,8 +5,9 @@
 is a pure function of its inputs. `batch` holds d_steps + 1 batches stacked on a leading axis
 (image (K, B, H, W, 3), label (K, B), mask (K, B, H, W, 1)): the D steps read the first
 d_steps, the G step the last, as the public SaGAN/AttGAN code gives every step its own batch.
-`compile_train_iteration` jits it over a device mesh (parallel.py); `train_and_evaluate` is the
-loop with logging, sample grids, checkpoints and resume.
+`compile_train_iteration` jits it over a device mesh (parallel.py). `train_and_evaluate` runs
+it in the one loop (loop.py), with sample grids and, given a judge, the evaluator on a fixed
+validation subset every eval_every iterations; then evaluates on the test split.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import math
 import os
 import pathlib
-import time
 from typing import Any, Callable
 
 import flax
@@ -29,10 +29,13 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from msagan_jax import checkpoint, input_pipeline, loop, losses, models, parallel, visualize
+from msagan_jax import errors, evaluate, input_pipeline, judge_lib, loop, losses, models
+from msagan_jax import parallel, visualize
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 Batch = dict[str, jax.Array]
+# Config fields that fix the state's shapes: a workdir's checkpoints only fit a run that agrees.
+SHAPE_FIELDS = ("structure", "image_size", "width", "num_down", "num_res_blocks", "d_width",
+                "d_num_layers")
 
 
 @flax.struct.dataclass
@@ -47,50 +50,7 @@ class TrainState:
     rng: jax.Array  # raw uint32 key data; each iteration folds in its step
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; names the iteration and the term."""
-
-
 # --- Building blocks -----------------------------------------------------------------------
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the field for values the model or losses cannot use."""
-    if config.structure not in models.STRUCTURES:
-        raise ValueError(f"unknown structure {config.structure!r}; choose one of "
-                         f"{', '.join(models.STRUCTURES)}")
-    if config.mask_loss not in losses.MASK_LOSSES:
-        raise ValueError(f"unknown mask_loss {config.mask_loss!r}; choose one of "
-                         f"{', '.join(losses.MASK_LOSSES)}")
-    if config.adversarial_loss not in losses.ADVERSARIAL_LOSSES:
-        raise ValueError(f"unknown adversarial_loss {config.adversarial_loss!r}; choose one of "
-                         f"{', '.join(losses.ADVERSARIAL_LOSSES)}")
-    if config.compute_dtype not in DTYPES:
-        raise ValueError(f"unknown compute_dtype {config.compute_dtype!r}; choose one of "
-                         f"{', '.join(DTYPES)}")
-    input_pipeline.task_from_config(config)  # checks attribute and guide_mask
-    for name in ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_layers",
-                 "d_steps", "log_every", "num_samples", "checkpoint_every", "keep_checkpoints"):
-        if config[name] <= 0:
-            raise ValueError(f"{name}={config[name]} must be positive")
-    for name in ("num_res_blocks", "sample_every", "input_workers"):
-        if config[name] < 0:
-            raise ValueError(f"{name}={config[name]} must not be negative")
-    if config.image_size % 2 ** config.d_num_layers or config.image_size % 2 ** config.num_down:
-        raise ValueError(f"image_size={config.image_size} must divide by 2**d_num_layers="
-                         f"{2 ** config.d_num_layers} and 2**num_down={2 ** config.num_down}")
-    if config.num_train_steps <= 0 and config.num_epochs <= 0:
-        raise ValueError("set num_train_steps or num_epochs to a positive value")
-
-
-def create_models(config: ml_collections.ConfigDict) -> tuple[models.Generator,
-                                                               models.Discriminator]:
-    """G and D as the config describes them."""
-    dtype = DTYPES[config.compute_dtype]
-    generator = models.Generator(config.structure, config.width, config.num_down,
-                                 config.num_res_blocks, dtype)
-    discriminator = models.Discriminator(config.d_width, config.d_num_layers, dtype=dtype)
-    return generator, discriminator
-
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            num_steps: int) -> optax.Schedule:
@@ -117,7 +77,7 @@ def create_optimizers(config: ml_collections.ConfigDict,
 
 def init_state(config: ml_collections.ConfigDict, num_steps: int) -> TrainState:
     """The initial state, from config.seed alone."""
-    generator, discriminator = create_models(config)
+    generator, discriminator = models.create_models(config)
     g_tx, d_tx = create_optimizers(config, num_steps)
     key = jax.random.PRNGKey(config.seed)
     g_key, d_key, run_key = jax.random.split(key, 3)
@@ -145,8 +105,7 @@ def make_train_iteration(config: ml_collections.ConfigDict,
                          num_steps: int) -> Callable[[TrainState, Batch],
                                                      tuple[TrainState, dict[str, jax.Array]]]:
     """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
-    validate_config(config)
-    generator, discriminator = create_models(config)
+    generator, discriminator = models.create_models(config)
     g_tx, d_tx = create_optimizers(config, num_steps)
     adversarial = config.adversarial_loss
 
@@ -185,26 +144,25 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         terms = {"g/adv": losses.adversarial_loss_g(adversarial, scores),
                  "g/cls": losses.classification_loss(logits, 1.0 - label),
                  "g/rec_id": losses.l1_distance(identity, image),
-                 "g/rec_dual": losses.l1_distance(dual, image)}
-        rec = losses.reconstruction_loss(image, identity, dual, config.rec_id_weight,
-                                         config.rec_dual_weight)
+                 "g/rec_dual": losses.l1_distance(dual, image),
+                 "g/mask": jnp.zeros((), jnp.float32)}
+        rec = losses.reconstruction_loss(terms["g/rec_id"], terms["g/rec_dual"],
+                                         config.rec_id_weight, config.rec_dual_weight)
         stats = {"mask/mean": jnp.mean(b_edit)}
-        mask = jnp.zeros((), jnp.float32)
         if guide is not None:
             # The guide statistics are logged without a mask loss too: they show the collapse.
             stats.update(_guide_statistics(b_edit, guide))
         if guide is not None and config.mask_loss != "none":
             kind = config.mask_loss
-            mask = losses.mask_loss(kind, guide, b_id, b_dual, config.mask_id_weight,
-                                    config.mask_dual_weight)
             terms["g/mask_id"] = losses.mask_term(kind, guide, b_id)
             terms["g/mask_dual"] = losses.mask_term(kind, guide, b_dual)
+            terms["g/mask"] = losses.mask_loss(terms["g/mask_id"], terms["g/mask_dual"],
+                                               config.mask_id_weight, config.mask_dual_weight)
             if config.mask_edit_weight:
                 terms["g/mask_edit"] = losses.mask_term(kind, guide, b_edit)
-                mask = mask + config.mask_edit_weight * terms["g/mask_edit"]
-        terms["g/mask"] = mask
+                terms["g/mask"] += config.mask_edit_weight * terms["g/mask_edit"]
         loss = losses.generator_loss(terms["g/adv"], config.cls_weight * terms["g/cls"], rec,
-                                     mask)
+                                     terms["g/mask"])
         return loss, {"g/loss": loss, **terms, **stats}
 
     def train_iteration(state: TrainState, batch: Batch):
@@ -253,7 +211,7 @@ def abstract_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh
 def make_sample_fn(config: ml_collections.ConfigDict) -> Callable:
     """jitted (g_params, images) -> (outputs, masks, attribute_images), each stacked over the
     target values c = 0, 1 on a leading axis."""
-    generator, _ = create_models(config)
+    generator, _ = models.create_models(config)
 
     @jax.jit
     def sample(g_params, images):
@@ -294,24 +252,10 @@ class CollapseWatch:
         return False
 
 
-def check_finite(history: list[tuple[int, dict[str, float]]]) -> None:
-    """Raises NonFiniteLossError naming the first iteration with a NaN or inf, and every term
-    that is not finite there."""
-    for step, metrics in history:
-        bad = [f"{name}={value}" for name, value in metrics.items() if not math.isfinite(value)]
-        if bad:
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {step}: {', '.join(bad)}. Training stopped; the "
-                f"last checkpoint is from before it. Lower learning_rate or check the data.")
-
-
-TIMING_FILE = "timing.json"
-
-
 def _read_speeds(workdir: pathlib.Path) -> list[float]:
     """Iterations per second of each earlier log of this run (kept across resumes)."""
     try:
-        return json.loads((workdir / TIMING_FILE).read_text())["iterations_per_s_by_log"]
+        return json.loads((workdir / evaluate.TIMING_FILE).read_text())["iterations_per_s_by_log"]
     except (FileNotFoundError, KeyError, ValueError):
         return []
 
@@ -331,7 +275,7 @@ def write_timing(workdir: os.PathLike, speeds: list[float], config: ml_collectio
         rate = float(np.median(speeds))
         timing.update(seconds_per_iteration=1.0 / rate, images_per_s=rate * per_iteration,
                       seconds_per_epoch=train_examples / per_iteration / rate)
-    path = pathlib.Path(workdir) / TIMING_FILE
+    path = pathlib.Path(workdir) / evaluate.TIMING_FILE
     path.write_text(json.dumps(timing, indent=2) + "\n")
     return timing
 
@@ -352,75 +296,30 @@ def _sample_images(task: input_pipeline.Task, config: ml_collections.ConfigDict)
             return next(iter(loader))["image"]
         except (input_pipeline.DatasetNotFoundError, StopIteration, ValueError):
             continue
-    raise ValueError(f"{task.dataset} has no split to draw sample faces from")
+    raise errors.InputError(f"{task.dataset} has no split to draw sample faces from")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) -> TrainState:
-    """Trains the configured editor in `workdir`, resuming from its latest checkpoint.
 
-    Writes TensorBoard logs, sample grids (TensorBoard and <workdir>/samples/*.png) and
-    checkpoints (<workdir>/checkpoints). Returns the final state.
-    """
-    validate_config(config)
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    info = input_pipeline.prepare(config)
-    splits = ", ".join(f"{name} {split.num_examples}" for name, split in info.splits.items())
-    logging.info("%s: %s (in %s)", info.full_name, splits, info.data_dir)
-    task = input_pipeline.task_from_config(config)
-    if task.mask_name is None and config.mask_loss != "none":
-        raise ValueError(f"attribute {config.attribute!r} has no guide mask (guide_mask="
-                         f"{config.guide_mask!r}); use mask_loss='none' or choose a guide_mask")
-    if config.batch_size % jax.device_count():
-        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the "
-                         f"{jax.device_count()} devices")
-    num_steps = num_train_steps(config, info.splits["train"].num_examples)
-    mesh = parallel.create_mesh()
-    k = config.d_steps + 1
-    loader = input_pipeline.create_train_loader(task, batch_size=k * config.batch_size,
-                                                seed=config.seed,
-                                                worker_count=config.input_workers)
-    iterator = iter(loader)
 
-    manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
-    start = checkpoint.latest_step(manager)
-    if start is None:
-        state = create_state(config, num_steps, mesh)
-        start = 0
-    else:
-        checkpoint.check_compatible(checkpoint.saved_config(manager, start), config,
-                                    checkpoint.checkpoint_dir(workdir))
-        state = checkpoint.restore(manager, start, abstract_state(config, num_steps, mesh),
-                                   iterator)
-        logging.info("resumed from the checkpoint of iteration %d in %s", start, workdir)
-    checkpoint.write_config(workdir, config)
-
-    step_fn = compile_train_iteration(config, num_steps, mesh)
+def _sample_hook(config: ml_collections.ConfigDict, task: input_pipeline.Task,
+                 mesh: Mesh) -> loop.Hook:
+    """Every sample_every iterations: the Figs 3-5 grid of the same validation faces."""
     sample_fn = make_sample_fn(config)
-    sample_faces = _sample_images(task, config)  # host copy, for the grids
-    samples = parallel.replicate_host_data(sample_faces, mesh)
-    is_main = jax.process_index() == 0
-    writer = loop.Writer(workdir, is_main)
-    watch = CollapseWatch(config.collapse_threshold, config.collapse_patience)
-    pending: list[tuple[int, dict[str, jax.Array]]] = []
-    speeds, first_log = _read_speeds(workdir), [True]
-    saved_step = start
+    faces = _sample_images(task, config)  # host copy, for the grids
+    samples = parallel.replicate_host_data(faces, mesh)
 
-    def flush() -> None:
-        """Brings the pending metrics to the host, checks them, logs their means."""
-        if not pending:
-            return
-        history = [(s, {n: float(v) for n, v in m.items()}) for s, m in jax.device_get(pending)]
-        pending.clear()
-        check_finite(history)
-        step = history[-1][0]
-        means = {name: float(np.mean([m[name] for _, m in history])) for name in history[0][1]}
-        means["perf/iterations_per_s"] = len(history) / max(time.perf_counter() - timer[0], 1e-9)
-        if not first_log[0]:  # the first log of a process includes the compilation
-            speeds.append(means["perf/iterations_per_s"])
-        first_log[0] = False
-        means["perf/images_per_s"] = means["perf/iterations_per_s"] * k * config.batch_size
-        timer[0] = time.perf_counter()
+    def run(step: int, state: TrainState, writer: loop.Writer) -> None:
+        outputs, masks, attribute_images = jax.device_get(sample_fn(state.g_params, samples))
+        writer.grid(step, visualize.sample_grid(faces, outputs, masks, attribute_images))
+
+    return loop.Hook(config.sample_every, run)
+
+
+def _collapse_log(config: ml_collections.ConfigDict) -> Callable[[int, dict], dict]:
+    """A log's check for mask collapse: a warning, and the count as a scalar."""
+    watch = CollapseWatch(config.collapse_threshold, config.collapse_patience)
+
+    def on_log(step: int, means: dict[str, float]) -> dict[str, float]:
         if "mask/guide_mean" in means and watch.update(means["mask/guide_mean"]):
             logging.warning(
                 "mask collapse at iteration %d: the attention mask's mean inside the guide "
@@ -428,52 +327,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike) 
                 "input unchanged. The paper saw this without a mask loss (e.g. E2D1); try "
                 "mask_loss='sde'.", step, watch.threshold, watch.patience,
                 means["mask/guide_mean"])
-        means["mask/collapse_warnings"] = watch.warnings
-        writer.scalars(step, means)
-        bar.set_postfix({"D": f"{means['d/loss']:.3f}", "G": f"{means['g/loss']:.3f}",
-                         "mask": f"{means['mask/mean']:.3f}"}, refresh=False)
+        return {"mask/collapse_warnings": watch.warnings}
 
-    def save(step: int) -> None:
-        nonlocal saved_step
-        flush()  # never save parameters that came from a non-finite loss
-        checkpoint.save(manager, step, state, iterator, config)
-        saved_step = step
+    return on_log
 
-    import tqdm  # imported here: notebooks that only build models need not have it
-    bar = tqdm.tqdm(total=num_steps, initial=start, disable=not is_main, unit="it",
-                    desc=f"{config.structure}+{config.mask_loss}", smoothing=0.1)
-    timer = [time.perf_counter()]
-    step = start
-    try:
-        with loop.StopRequest() as stop:
-            while step < num_steps:
-                batch = parallel.global_batch(_stack_iteration_batch(next(iterator), k), mesh,
-                                              example_axis=1)
-                state, metrics = step_fn(state, batch)
-                step += 1
-                pending.append((step, metrics))
-                bar.update()
-                if step % config.log_every == 0 or step == num_steps:
-                    flush()
-                if config.sample_every and (step % config.sample_every == 0 or step == num_steps):
-                    outputs, masks, attribute_images = jax.device_get(
-                        sample_fn(state.g_params, samples))
-                    writer.grid(step, visualize.sample_grid(sample_faces,
-                                                            outputs, masks, attribute_images))
-                if step % config.checkpoint_every == 0 or step == num_steps:
-                    save(step)
-                check_stop = jax.process_count() == 1 or step % config.log_every == 0
-                if check_stop and loop.any_process(stop.requested):
-                    if saved_step != step:
-                        save(step)
-                    logging.warning("stopped at iteration %d of %d; run again to resume", step,
-                                    num_steps)
-                    break
-            flush()
-            if is_main:
-                write_timing(workdir, speeds, config, info.splits["train"].num_examples)
-    finally:
-        manager.wait_until_finished()
-        bar.close()
-        writer.close()
-    return state
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike,
+                       judge: judge_lib.Classifier | None = None,
+                       allow_config_change: bool = False) -> loop.Result:
+    """Trains the editor that a validated `config` describes in `workdir`, resuming from its
+    latest checkpoint, and evaluates it.
+
+    Writes TensorBoard logs, sample grids, checkpoints and timing.json. With a judge (`judge`,
+    or a finished one in config.judge.workdir), also the learning curve (eval_every iterations,
+    eval_examples validation faces: TensorBoard eval_val/* and eval_curve.csv) and, when the
+    run finishes and config.evaluate is set, the test-split evaluation (eval/); its metrics are
+    the result's `metrics`. `allow_config_change`: see loop.run.
+    """
+    workdir = pathlib.Path(workdir)
+    info = input_pipeline.prepare(config)
+    splits = ", ".join(f"{name} {split.num_examples}" for name, split in info.splits.items())
+    logging.info("%s: %s (in %s)", info.full_name, splits, info.data_dir)
+    task = input_pipeline.task_from_config(config)
+    train_examples = info.splits["train"].num_examples
+    num_steps = num_train_steps(config, train_examples)
+    judge = judge or judge_lib.find_judge(config, workdir)
+    mesh = parallel.create_mesh()
+    k = config.d_steps + 1
+    batches = iter(input_pipeline.create_train_loader(
+        task, batch_size=k * config.batch_size, seed=config.seed,
+        random_flip=config.random_flip, worker_count=config.input_workers))
+    hooks = [_sample_hook(config, task, mesh)]
+    if judge is not None and "validation" in info.splits:
+        hooks.append(evaluate.training_hook(config, judge, workdir))
+    trainer = loop.Trainer(
+        name=f"{config.structure}+{config.mask_loss}", num_steps=num_steps,
+        init=functools.partial(create_state, config, num_steps, mesh),
+        abstract=functools.partial(abstract_state, config, num_steps, mesh),
+        step=compile_train_iteration(config, num_steps, mesh), batches=batches,
+        to_device=lambda batch: parallel.global_batch(_stack_iteration_batch(batch, k), mesh,
+                                                      example_axis=1),
+        shape_fields=SHAPE_FIELDS, hooks=hooks, on_log=_collapse_log(config),
+        postfix=lambda m: {"D": f"{m['d/loss']:.3f}", "G": f"{m['g/loss']:.3f}",
+                           "mask": f"{m['mask/mean']:.3f}"},
+        images_per_step=k * config.batch_size)
+    result = loop.run(trainer, config, workdir, allow_config_change)
+    if jax.process_index() == 0:
+        write_timing(workdir, _read_speeds(workdir) + result.speeds, config, train_examples)
+    if result.finished and config.evaluate and judge is not None:
+        result.metrics = evaluate.evaluate_run(workdir, judge)
+    return result

@@ -16,10 +16,6 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-COLUMNS = ("input", "output c=0", "output c=1", "mask c=0", "mask c=1",
-           "attribute image c=0", "attribute image c=1")
-
-
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] images (..., 3) -> uint8."""
     return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(

@@ -94,23 +94,34 @@ def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
     return data_dir
 
 
-# The tiny recipe: 64 px synthetic faces, 4-channel nets, batch 2.
-TINY = dict(dataset="celebamask_synthetic/64_n96_s3", image_size=64, width=4, num_down=2,
-            num_res_blocks=1, d_width=4, d_num_layers=3, batch_size=2, num_samples=2,
-            classifier_depth=10, classifier_width=4, classifier_epochs=1,
-            classifier_batch_size=8, eval_batch_size=8)
+# The tiny recipe: 64 px synthetic faces, 4-channel nets, batch 2, evaluation every 2 iterations.
+TINY = {"dataset": "celebamask_synthetic/64_n96_s3", "image_size": 64, "width": 4,
+        "num_down": 2, "num_res_blocks": 1, "d_width": 4, "d_num_layers": 3, "batch_size": 2,
+        "num_samples": 2, "eval_batch_size": 8, "eval_examples": 6, "eval_every": 2,
+        "judge.depth": 10, "judge.width": 4, "judge.epochs": 1, "judge.batch_size": 8}
 TINY_FLAGS = tuple(f"--config.{name}={value}" for name, value in TINY.items())
 
 
+def set_fields(config, fields: dict):
+    """Sets config fields by dotted name ("judge.depth"); returns the config."""
+    for name, value in fields.items():
+        *parents, leaf = name.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
+
+
 def tiny_config(data_dir: os.PathLike, **overrides):
-    """configs/default.py shrunk to seconds on a CPU (TINY), 4 iterations, saving every 2."""
+    """configs/default.py shrunk to seconds on a CPU (TINY), 4 iterations, saving every 2.
+    Overrides may name nested fields with "__" for "." (judge__depth=18)."""
     from configs import default
 
-    config = default.get_config()
-    config.update(TINY, data_dir=os.fspath(data_dir), num_train_steps=4, log_every=2,
+    config = set_fields(default.get_config(), TINY)
+    config.update(data_dir=os.fspath(data_dir), num_train_steps=4, log_every=2,
                   sample_every=2, checkpoint_every=2)
-    config.update(overrides)
-    return config
+    return set_fields(config, {k.replace("__", "."): v for k, v in overrides.items()})
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +131,6 @@ def trained_run(synthetic_data_dir, tmp_path_factory) -> pathlib.Path:
     from msagan_jax import experiment
 
     workdir = tmp_path_factory.mktemp("trained_run")
-    metrics = experiment.run(tiny_config(synthetic_data_dir, judge_workdir="judge"), workdir)
-    assert metrics is not None and metrics["examples"] == 10
+    result = experiment.run(tiny_config(synthetic_data_dir, judge__workdir="judge"), workdir)
+    assert result.finished and result.metrics["examples"] == 10
     return workdir

@@ -153,10 +153,23 @@ def test_the_synthetic_dataset_has_the_real_schema_and_all_three_splits(syntheti
     assert example["image"].shape == (64, 64, 3)
 
 
-def test_building_the_synthetic_dataset_twice_reuses_it(synthetic_data_dir):
+def _file_stats(root: pathlib.Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under root -> (inode, mtime in ns, size): a rewrite changes at least one."""
+    return {os.fspath(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns,
+                                             p.stat().st_size)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def test_building_the_synthetic_dataset_twice_reuses_it(synthetic_data_dir, monkeypatch):
+    before = _file_stats(synthetic_data_dir)  # the dataset and the drawn faces it was read from
+    # A rebuild reads the faces' folder first; fail there, before it can replace anything.
+    monkeypatch.setattr(tfds_celebamask.CelebAMaskSynthetic, "_source_dir",
+                        lambda *_: pytest.fail("the built dataset was not reused"))
     builder = tfds_celebamask.build_synthetic(os.fspath(synthetic_data_dir), resolution=64,
                                               num_faces=96, seed=3)
     assert builder.builder_config.name == "64_n96_s3"
+    assert builder.is_prepared()
+    assert _file_stats(synthetic_data_dir) == before
 
 
 def test_bad_synthetic_configs_are_refused():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from msagan_jax import editor, evaluate, input_pipeline
+from msagan_jax import editor, errors, evaluate, input_pipeline, sweep
 
 
 def force_mask(ed: editor.Editor, logit: float) -> editor.Editor:
@@ -79,6 +79,44 @@ def test_timing_gives_the_time_of_one_epoch(trained_run):
         "seconds_per_iteration"])
 
 
-def test_evaluating_without_a_judge_says_how_to_train_one(trained_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="configs/classifier.py"):
+def test_evaluating_without_a_judge_gives_the_command_that_trains_this_runs_judge(
+        trained_run, tmp_path):
+    with pytest.raises(errors.InputError) as raised:
         evaluate.evaluate_run(trained_run, tmp_path / "no_judge")
+    message = str(raised.value)
+    assert "configs/classifier.py" in message and f"--workdir={tmp_path / 'no_judge'}" in message
+    # The run's own data, not the defaults' CelebAMask-HQ (which needs a download).
+    assert "--config.dataset=celebamask_synthetic/64_n96_s3" in message
+    assert "--config.image_size=64" in message and "--config.data_dir=" in message
+
+
+def test_training_with_a_judge_writes_the_learning_curve_on_validation_faces(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = evaluate.read_curve(trained_run / evaluate.CURVE_FILE)
+    assert [int(r["step"]) for r in rows] == [2, 4]  # eval_every=2 of 4 iterations
+    assert all(r["examples"] == 6 for r in rows)  # eval_examples=6 of the 10 validation faces
+    assert all(0 <= r["attribute_editing_accuracy"] <= 1 for r in rows)
+    scalars = EventAccumulator(str(trained_run)).Reload().Tags()["scalars"]
+    assert {"eval_val/attribute_editing_accuracy", "eval_val/ssim",
+            "eval_val/mask_guide_coverage", "eval_val/collapsed"} <= set(scalars)
+
+
+def test_the_curve_at_the_last_step_is_the_evaluator_on_those_validation_faces(trained_run):
+    ed = editor.load_editor(trained_run)
+    evaluator = evaluate.Evaluator(ed.config, ed.judge, split="validation", num_examples=6)
+    metrics = dict(evaluator.run(ed.g_params))
+    last = evaluate.read_curve(trained_run / evaluate.CURVE_FILE)[-1]
+    for name in ("attribute_editing_accuracy", "ssim", "mask_guide_coverage"):
+        assert last[name] == pytest.approx(metrics[name], rel=1e-5), name
+
+
+def test_metric_names_come_from_one_table(trained_run):
+    ed = editor.load_editor(trained_run)
+    names = [name for name, _ in evaluate.Evaluator(ed.config, ed.judge, split="test").run(
+        ed.g_params)]
+    assert names == [*evaluate.METRICS, "examples"]
+    header = (trained_run / evaluate.CURVE_FILE).read_text().splitlines()[0].split(",")
+    assert header == ["step", *evaluate.METRICS, "examples"]
+    assert set(evaluate.METRICS) <= set(sweep.CSV_FIELDS)
+    assert set(sweep.REPORT_COLUMNS) <= set(evaluate.METRICS) | set(evaluate.RUN_FIELDS)

@@ -17,10 +17,16 @@ def test_main_builds_missing_synthetic_data_trains_and_resumes(tmp_path):
     workdir, data_dir = tmp_path / "run", tmp_path / "data"
     flags = (*TINY_FLAGS, "--config.dataset=celebamask_synthetic/64_n30_s0",
              f"--config.data_dir={data_dir}", f"--workdir={workdir}", "--config.log_every=1",
-             "--config.sample_every=2", "--config.checkpoint_every=2", "--config.evaluate=false")
+             "--config.sample_every=2", "--config.checkpoint_every=2", "--config.evaluate=false",
+             "--config.eval_every=0")
     first = _main(*flags, "--config.num_train_steps=2", config="configs/quickstart.py")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24, validation 3, test 3" in first.stderr
+    # The console: the progress bar and our own lines; libraries' INFO goes to log.txt.
+    log = (workdir / "log.txt").read_text()
+    assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24, validation 3, test 3" in log
+    assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24" not in first.stderr
+    assert "orbax" in log and "orbax" not in first.stderr.lower()
+    assert "e1d1+sde: 100%" in first.stderr and "cuInit" not in first.stderr
     assert (workdir / "checkpoints" / "2").is_dir()
     assert (workdir / "samples" / "step_0000002.png").is_file()
     assert list(workdir.glob("events.out.tfevents.*"))
@@ -28,7 +34,7 @@ def test_main_builds_missing_synthetic_data_trains_and_resumes(tmp_path):
 
     second = _main(*flags, "--config.num_train_steps=3", config="configs/quickstart.py")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from the checkpoint of iteration 2" in second.stderr
+    assert "e1d1+sde: resumed from iteration 2" in second.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "3"]
 
 
@@ -68,7 +74,7 @@ def test_main_evaluates_a_trained_run_and_prints_the_table(trained_run):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| attribute-editing accuracy |" in result.stdout
-    assert "| test faces | 10 |" in result.stdout
+    assert "| faces | 10 |" in result.stdout
 
 
 def test_main_trains_a_judge_from_the_classifier_config(synthetic_data_dir, tmp_path):
@@ -76,3 +82,47 @@ def test_main_trains_a_judge_from_the_classifier_config(synthetic_data_dir, tmp_
                    f"--workdir={tmp_path}", config="configs/classifier.py")
     assert result.returncode == 0, result.stderr[-3000:]
     assert '"test_accuracy"' in (tmp_path / "results.json").read_text()
+
+
+def test_a_run_stopped_by_sigterm_exits_3_after_saving_and_resumes(synthetic_data_dir, tmp_path):
+    import signal
+    import time
+
+    workdir = tmp_path / "run"
+    command = [sys.executable, "main.py", "--config=configs/default.py", *TINY_FLAGS,
+               f"--config.data_dir={synthetic_data_dir}", f"--workdir={workdir}",
+               "--config.num_train_steps=100000", "--config.checkpoint_every=1",
+               "--config.evaluate=false", "--config.eval_every=0"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (workdir / "checkpoints" / "1").is_dir() and time.time() < deadline:
+        time.sleep(0.5)  # the first checkpoint: the loop (and its signal handler) is running
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 3, stderr[-3000:]
+    assert "stopped at iteration" in stderr and "run the same command to resume" in stderr
+    saved = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved >= 1
+
+
+def test_a_missing_or_broken_config_file_is_one_line_naming_it(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(:\n")
+    failing = tmp_path / "failing.py"
+    failing.write_text("def get_config():\n    return 1 / 0\n")
+    for config, message in (("configs/nonexistent.py", "No such file or directory"),
+                            (str(broken), "SyntaxError"), (str(failing), "ZeroDivisionError")):
+        result = _main(f"--workdir={tmp_path / 'run'}", config=config)
+        assert result.returncode == 1, config
+        assert f"error: --config={config}: " in result.stderr and message in result.stderr
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_workdir_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_path):
+    afile = tmp_path / "results.txt"
+    afile.write_text("precious")
+    result = _main(f"--workdir={afile}", config="configs/quickstart.py")
+    assert result.returncode == 1
+    assert f"error: --workdir {afile}: a file is in the way" in result.stderr
+    assert "Traceback" not in result.stderr and afile.read_text() == "precious"

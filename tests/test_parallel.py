@@ -107,7 +107,7 @@ from msagan_jax import classifier, editor, evaluate
 run, data_dir, judge_dir = sys.argv[1:4]
 ed = editor.load_editor(run)
 metrics = evaluate.evaluate(ed, ed.judge, batch_size=8)
-judge = classifier.train_classifier(tiny_config(data_dir, model="classifier"), judge_dir)
+judge = classifier.train_judge(tiny_config(data_dir, what_to_train="judge"), judge_dir).metrics
 print(json.dumps({"devices": jax.device_count(), "metrics": metrics, "judge": judge}))
 """
 

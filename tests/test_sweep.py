@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from conftest import tiny_config
-from msagan_jax import experiment, sweep
+from msagan_jax import errors, experiment, sweep
 
 PLAN = dict(seeds=[0], structures=["e2d2", "e1d1"], mask_losses=["none", "sde"])
 
@@ -41,18 +41,18 @@ def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_
     base, workdir, _ = finished_sweep
     (workdir / "runs" / "e1d1_sde_s0" / "eval" / "metrics.json").unlink()
     calls = []
-    real_run = experiment.run
+    real_run = experiment.train_and_evaluate
 
     def counting_run(config, run_dir):
         calls.append(run_dir.name)
         return real_run(config, run_dir)
 
-    monkeypatch.setattr(experiment, "run", counting_run)
+    monkeypatch.setattr(experiment, "train_and_evaluate", counting_run)
     results = sweep.run_sweep(base, workdir, **PLAN)
     assert calls == ["e1d1_sde_s0"]
     assert len(results) == 4
 
 
 def test_an_unknown_structure_is_refused_by_name(synthetic_data_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown structure \['e3d3'\]"):
+    with pytest.raises(errors.ConfigError, match=r"unknown structure 'e3d3'"):
         sweep.run_sweep(tiny_config(synthetic_data_dir), tmp_path, [0], ["e3d3"])

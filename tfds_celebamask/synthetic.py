@@ -315,66 +315,122 @@ def _background(m: int, r: SimpleNamespace) -> Image.Image:
     return Image.fromarray(small.astype(np.uint8)).resize((m, m), Image.Resampling.BILINEAR)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """The head's placement (image fractions) and landmarks (face-local units, see _Frame)."""
+
+    fw: float  # half width of the face, as a fraction of the image
+    aspect: float  # half height / half width
+    cx: float
+    cy: float
+    head: _Frame
+    body: _Frame  # untilted: the shoulders do not turn with the head
+    jaw: float
+    jaw_power: float
+    hair_top: float  # how far hair stands above the head
+    hair_side: float  # and beside it
+    hat_height: float
+    eye_x: float
+    eye_v: float
+    eye_w: float
+    nose_v: float
+    mouth_v: float
+    mouth_w: float
+    ear_v: float
+    ear_ru: float
+    ear_rv: float
+
+
+def _head_geometry(r: SimpleNamespace, male: bool, m: int) -> _Geometry:
+    """The head's size, placement, tilt and landmarks, for masks of m x m pixels."""
+    fw = _lerp(0.2, 0.25, r.face_width)
+    aspect = _lerp(1.22, 1.42, r.aspect)
+    hair_top = _lerp(0.05, 0.18, r.hair_top) if male else _lerp(0.1, 0.3, r.hair_top)
+    hat_height = _lerp(0.55, 0.8, r.hat_height) * aspect
+    # Placed low enough that the tallest hair or hat stays in frame.
+    top_extent = max(aspect + hair_top, 0.5 * aspect + hat_height + 0.05) + 0.1
+    cx = _lerp(0.465, 0.535, r.centre_x)
+    cy = max(_lerp(0.48, 0.52, r.centre_y), top_extent * fw + 0.02)
+    tilt = math.radians(_lerp(-6.0, 6.0, r.tilt))
+    nose_v = aspect * _lerp(0.2, 0.27, r.nose_y)
+    return _Geometry(
+        fw=fw, aspect=aspect, cx=cx, cy=cy,
+        head=_Frame(cx, cy, fw, tilt, m), body=_Frame(cx, cy, fw, 0.0, m),
+        jaw=_lerp(0.05, 0.3, r.jaw) + (0.0 if male else 0.08),
+        jaw_power=_lerp(1.5, 4.0, r.jaw_power),
+        hair_top=hair_top,
+        hair_side=_lerp(0.06, 0.14, r.hair_side) if male else _lerp(0.1, 0.24, r.hair_side),
+        hat_height=hat_height,
+        eye_x=_lerp(0.36, 0.44, r.eye_x),
+        eye_v=-aspect * _lerp(0.08, 0.14, r.eye_y),
+        eye_w=_lerp(0.16, 0.21, r.eye_width),
+        nose_v=nose_v,
+        mouth_v=max(aspect * _lerp(0.47, 0.53, r.mouth_y), nose_v + 0.2),
+        mouth_w=_lerp(0.36, 0.48, r.mouth_width),
+        ear_v=aspect * _lerp(-0.05, 0.05, r.ear_y),
+        ear_ru=_lerp(0.14, 0.19, r.ear_size),
+        ear_rv=aspect * _lerp(0.2, 0.26, r.ear_size),
+    )
+
+
+def _metal(r: SimpleNamespace) -> tuple[int, int, int]:
+    """Gold or silver, shared by the necklace and the earrings so they match."""
+    return (212, 175, 55) if r.metal < 0.5 else (200, 200, 205)
+
+
 def _render(r: SimpleNamespace, a: Mapping[str, bool], size: int,
             textures: SimpleNamespace) -> tuple[np.ndarray, _Painter]:
     """Draws the face the draws and attributes describe; returns the image and the painter."""
     m = size // 2
-    male, young = a["Male"], a["Young"]
-
-    # Head geometry (image fractions), placed so the face, ears and hat stay in frame.
-    fw = _lerp(0.2, 0.25, r.face_width)  # half width of the face
-    aspect = _lerp(1.22, 1.42, r.aspect)  # half height / half width
-    jaw = _lerp(0.05, 0.3, r.jaw) + (0.0 if male else 0.08)
-    jaw_power = _lerp(1.5, 4.0, r.jaw_power)
-    tilt = math.radians(_lerp(-6.0, 6.0, r.tilt))
-    hair_top = _lerp(0.05, 0.18, r.hair_top) if male else _lerp(0.1, 0.3, r.hair_top)
-    hat_height = _lerp(0.55, 0.8, r.hat_height) * aspect
-    top_extent = max(aspect + hair_top, 0.5 * aspect + hat_height + 0.05) + 0.1
-    cx = _lerp(0.465, 0.535, r.centre_x)
-    cy = max(_lerp(0.48, 0.52, r.centre_y), top_extent * fw + 0.02)
-    head = _Frame(cx, cy, fw, tilt, m)
-    body = _Frame(cx, cy, fw, 0.0, m)
-
+    g = _head_geometry(r, a["Male"], m)
     skin = _skin_colour(r, a["Pale_Skin"])
-    hair = _hair_colour(a, r)
-    has_hair = not a["Bald"]
+    hair = None if a["Bald"] else _hair_colour(a, r)
     painter = _Painter(_background(m, r))
-
-    # Face outline: an ellipse whose lower half narrows towards the chin.
-    t = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
-    below = np.clip(np.sin(t), 0.0, None)
-    face_u = np.cos(t) * (1.0 - jaw * below ** jaw_power)
-    face_v = aspect * np.sin(t)
-    face = painter.polygon(head(face_u, face_v))
-
-    # Facial landmarks (local units).
-    eye_x = _lerp(0.36, 0.44, r.eye_x)
-    eye_v = -aspect * _lerp(0.08, 0.14, r.eye_y)
-    nose_v = aspect * _lerp(0.2, 0.27, r.nose_y)
-    mouth_v = max(aspect * _lerp(0.47, 0.53, r.mouth_y), nose_v + 0.2)
-    ear_v = aspect * _lerp(-0.05, 0.05, r.ear_y)
-    ear_ru, ear_rv = _lerp(0.14, 0.19, r.ear_size), aspect * _lerp(0.2, 0.26, r.ear_size)
-    hair_side = _lerp(0.06, 0.14, r.hair_side) if male else _lerp(0.1, 0.24, r.hair_side)
-    mouth_w = _lerp(0.36, 0.48, r.mouth_width)
-
-    # Back hair: behind the head, down to the ears (short), the jaw or the shoulders.
-    if has_hair:
-        if male:
-            length = aspect * _lerp(-0.15, 0.2, r.hair_length)
-        else:
-            length = aspect * (_lerp(0.8, 1.1, r.hair_length) if r.hair_length < 0.4
-                               else _lerp(1.8, 3.0, r.hair_length))
-        flare = _lerp(0.0, 0.25, r.hair_flare) * max(0.0, length) / aspect
-        arc_u, arc_v = _ellipse(0.0, 0.0, 1.0 + hair_side, aspect + hair_top, 40,
-                                math.pi, 2 * math.pi)
-        back_u = np.concatenate([arc_u, [1.0 + hair_side + flare, -1.0 - hair_side - flare]])
-        back_v = np.concatenate([arc_v, [length, length]])
-        back = painter.polygon(head(back_u, back_v))
-        strands = _strands(m, hair, head, (0.0, -aspect - 0.5 * hair_top),
+    # Back to front: each call paints over the ones before it.
+    strands = None
+    if hair is not None:
+        # One texture for the back hair and the cap, so the two read as one head of hair.
+        strands = _strands(m, hair, g.head, (0.0, -g.aspect - 0.5 * g.hair_top),
                            np.random.default_rng(textures.strands))
-        painter.paint("hair", back, strands)
+        _paint_back_hair(painter, g, r, a["Male"], strands)
+    _paint_body(painter, g, r, a, skin)
+    _paint_ears(painter, g, r, a, skin)
+    _paint_skin(painter, g, a, skin)
+    _paint_nose(painter, g, r, skin)
+    _paint_eyes(painter, g, r, a, hair)
+    _paint_brows(painter, g, r, a, hair)
+    _paint_mouth(painter, g.head, r, a, skin, g.mouth_v, g.mouth_w, chin=g.aspect)
+    if strands is not None:
+        _paint_front_hair(painter, g, r, a, strands)
+    if a["Eyeglasses"]:
+        _paint_glasses(painter, g.head, r, g.eye_x, g.eye_v, g.eye_w)
+    if a["Wearing_Hat"]:
+        _paint_hat(painter, g, r)
+    image = _light(painter.canvas, r, size, g.cx, g.cy, g.fw, g.aspect, textures)
+    return image, painter
 
-    # Body: shoulders, then the neck over the cloth's neckline, then a necklace.
+
+def _paint_back_hair(painter: _Painter, g: _Geometry, r: SimpleNamespace, male: bool,
+                     strands: Image.Image) -> None:
+    """Hair behind the head, down to the ears (short), the jaw or the shoulders."""
+    aspect = g.aspect
+    if male:
+        length = aspect * _lerp(-0.15, 0.2, r.hair_length)
+    else:
+        length = aspect * (_lerp(0.8, 1.1, r.hair_length) if r.hair_length < 0.4
+                           else _lerp(1.8, 3.0, r.hair_length))
+    flare = _lerp(0.0, 0.25, r.hair_flare) * max(0.0, length) / aspect
+    arc_u, arc_v = _ellipse(0.0, 0.0, 1.0 + g.hair_side, aspect + g.hair_top, 40,
+                            math.pi, 2 * math.pi)
+    back_u = np.concatenate([arc_u, [1.0 + g.hair_side + flare, -1.0 - g.hair_side - flare]])
+    back_v = np.concatenate([arc_v, [length, length]])
+    painter.paint("hair", painter.polygon(g.head(back_u, back_v)), strands)
+
+
+def _paint_body(painter: _Painter, g: _Geometry, r: SimpleNamespace, a: Mapping[str, bool],
+                skin: tuple[int, int, int]) -> None:
+    """Shoulders, then the neck over the cloth's neckline, then a necklace."""
+    body, aspect, male = g.body, g.aspect, a["Male"]
     shoulder_v = aspect + _lerp(0.35, 0.6, r.shoulders)
     cloth_colour = _hsv(r.cloth_hue, 0.5, _lerp(0.2, 0.85, r.cloth_light))
     cu, cv = _ellipse(0.0, shoulder_v + 2.0, _lerp(2.3, 2.8, r.shoulders), 2.0, 64,
@@ -392,38 +448,52 @@ def _render(r: SimpleNamespace, a: Mapping[str, bool], size: int,
     if a["Wearing_Necklace"]:
         drop = _lerp(0.15, 0.4, r.necklace_drop)
         nu, nv = _ellipse(0.0, shoulder_v - 0.25, neck_w * 1.02, drop + 0.25, 40, 0.0, math.pi)
-        metal = (212, 175, 55) if r.metal < 0.5 else (200, 200, 205)
         chain = painter.line(body(nu, nv), body.width(0.035))
         pu, pv = _ellipse(0.0, shoulder_v + drop + 0.05, 0.06, 0.06, 16)
         pendant = painter.polygon(body(pu, pv))
-        painter.paint("neck_l", chain | pendant, metal)
+        painter.paint("neck_l", chain | pendant, _metal(r))
 
-    # Ears sit behind the face: only their outer part stays visible.
+
+def _paint_ears(painter: _Painter, g: _Geometry, r: SimpleNamespace, a: Mapping[str, bool],
+                skin: tuple[int, int, int]) -> None:
+    """Both ears with their inner shadow, and earrings (hoops or drops) on the lobes."""
+    head, ear_v, ear_ru, ear_rv = g.head, g.ear_v, g.ear_ru, g.ear_rv
+    # Painted before the face, which covers all but the ears' outer part.
     for side, part in ((-1, "r_ear"), (1, "l_ear")):
         eu, ev = _ellipse(side * 0.97, ear_v, ear_ru, ear_rv, 32)
         ear = painter.polygon(head(eu, ev))
         painter.paint(part, ear, _scale(skin, 0.93))
         iu, iv = _ellipse(side * (0.97 + 0.35 * ear_ru), ear_v, 0.45 * ear_ru, 0.6 * ear_rv, 24)
         painter.paint(part, painter.polygon(head(iu, iv)) & ear, _scale(skin, 0.72))
-    if a["Wearing_Earrings"]:
-        metal = (212, 175, 55) if r.metal < 0.5 else (200, 200, 205)
-        for side in (-1, 1):
-            lobe_u, lobe_v = side * (1.0 + 0.3 * ear_ru), ear_v + 0.9 * ear_rv
-            if r.earring_style < 0.5:  # hoop
-                hu, hv = _ellipse(lobe_u, lobe_v + 0.12, 0.1, 0.12, 32)
-                ring = painter.line(head(hu, hv), head.width(0.03))
-            else:  # drop
-                hu, hv = _ellipse(lobe_u, lobe_v + 0.09, 0.06, 0.09, 24)
-                ring = painter.polygon(head(hu, hv))
-            painter.paint("ear_r", ring, metal)
+    if not a["Wearing_Earrings"]:
+        return
+    for side in (-1, 1):
+        lobe_u, lobe_v = side * (1.0 + 0.3 * ear_ru), ear_v + 0.9 * ear_rv
+        if r.earring_style < 0.5:  # hoop
+            hu, hv = _ellipse(lobe_u, lobe_v + 0.12, 0.1, 0.12, 32)
+            ring = painter.line(head(hu, hv), head.width(0.03))
+        else:  # drop
+            hu, hv = _ellipse(lobe_u, lobe_v + 0.09, 0.06, 0.09, 24)
+            ring = painter.polygon(head(hu, hv))
+        painter.paint("ear_r", ring, _metal(r))
 
-    # The face itself, with the shading marks that belong to skin.
+
+def _paint_skin(painter: _Painter, g: _Geometry, a: Mapping[str, bool],
+                skin: tuple[int, int, int]) -> None:
+    """The face, with the age folds and rosy cheeks that belong to skin."""
+    head, aspect = g.head, g.aspect
+    # An ellipse whose lower half narrows towards the chin.
+    t = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
+    below = np.clip(np.sin(t), 0.0, None)
+    face = painter.polygon(head(np.cos(t) * (1.0 - g.jaw * below ** g.jaw_power),
+                                aspect * np.sin(t)))
     painter.paint("skin", face, skin)
-    if not young:
+    # Marks are clipped to the face so that they never spill into the ears or the background.
+    if not a["Young"]:
         fold = _scale(skin, 0.8)
         for side in (-1, 1):
-            fu = side * np.linspace(0.28, mouth_w + 0.1, 8)
-            fv = np.linspace(nose_v - 0.05, mouth_v + 0.12, 8)
+            fu = side * np.linspace(0.28, g.mouth_w + 0.1, 8)
+            fv = np.linspace(g.nose_v - 0.05, g.mouth_v + 0.12, 8)
             painter.paint("skin", painter.line(head(fu, fv), head.width(0.02)) & face, fold)
         for k in range(3):
             lu = np.linspace(-0.35, 0.35, 12)
@@ -435,7 +505,11 @@ def _render(r: SimpleNamespace, a: Mapping[str, bool], size: int,
             painter.paint("skin", painter.polygon(head(ru_, rv_)) & face, (220, 80, 90),
                           alpha=70, opaque=False)
 
-    # Nose: a slightly darker wedge with nostrils.
+
+def _paint_nose(painter: _Painter, g: _Geometry, r: SimpleNamespace,
+                skin: tuple[int, int, int]) -> None:
+    """A slightly darker wedge from between the eyes, with nostrils."""
+    head, nose_v, eye_v = g.head, g.nose_v, g.eye_v
     nose_w = _lerp(0.16, 0.23, r.nose_width)
     bu, bv = _ellipse(0.0, nose_v - 0.02, nose_w, 0.07, 16, 0.0, math.pi)
     nose = painter.polygon(head(
@@ -446,16 +520,20 @@ def _render(r: SimpleNamespace, a: Mapping[str, bool], size: int,
         nu_, nv_ = _ellipse(side * nose_w * 0.45, nose_v + 0.01, 0.055, 0.03, 16)
         painter.paint("nose", painter.polygon(head(nu_, nv_)), _scale(skin, 0.45))
 
-    # Eyes: almond-shaped whites, iris and pupil inside them, a dark upper lid.
-    eye_w = _lerp(0.16, 0.21, r.eye_width)
+
+def _paint_eyes(painter: _Painter, g: _Geometry, r: SimpleNamespace, a: Mapping[str, bool],
+                hair: tuple[int, int, int] | None) -> None:
+    """Almond-shaped whites, iris and pupil inside them, a dark upper lid (hair None: bald)."""
+    head, eye_x, eye_v, eye_w = g.head, g.eye_x, g.eye_v, g.eye_w
     eye_up = eye_w * (_lerp(0.22, 0.3, r.eye_open) if a["Narrow_Eyes"]
                       else _lerp(0.45, 0.6, r.eye_open))
     eye_low = eye_up * _lerp(0.55, 0.8, r.eye_lower)
     eye_tilt = _lerp(-0.02, 0.05, r.eye_tilt)
+    # Narrow eyes show less white: a larger share of the opening is iris.
     iris_r = (eye_up + eye_low) * _lerp(0.5, 0.6, r.iris_size) if not a["Narrow_Eyes"] \
         else (eye_up + eye_low) * _lerp(0.75, 0.9, r.iris_size)
     iris_colour = _IRIS_COLOURS[int(r.iris_colour * len(_IRIS_COLOURS))]
-    lid_colour = _scale(hair if has_hair else (40, 30, 25), 0.5)
+    lid_colour = _scale(hair if hair is not None else (40, 30, 25), 0.5)
     for side, part in ((-1, "r_eye"), (1, "l_eye")):
         s = np.linspace(0.0, 1.0, 20)
         u = side * (eye_x + eye_w * (2 * s - 1))  # inner corner to outer corner
@@ -473,64 +551,66 @@ def _render(r: SimpleNamespace, a: Mapping[str, bool], size: int,
         painter.paint(part, painter.polygon(head(pu, pv)) & eye, (12, 10, 10))
         painter.paint(part, painter.line(head(u, upper_v), head.width(0.03)), lid_colour)
 
-    # Brows: a tapering band arched over each eye.
+
+def _paint_brows(painter: _Painter, g: _Geometry, r: SimpleNamespace, a: Mapping[str, bool],
+                 hair: tuple[int, int, int] | None) -> None:
+    """A tapering band arched over each eye, in the hair's colour (hair None: bald)."""
     brow_t = (_lerp(0.09, 0.12, r.brow_thickness) if a["Bushy_Eyebrows"]
-              else _lerp(0.05, 0.07, r.brow_thickness) if male
+              else _lerp(0.05, 0.07, r.brow_thickness) if a["Male"]
               else _lerp(0.03, 0.05, r.brow_thickness))
     arch = _lerp(0.08, 0.12, r.brow_arch) if a["Arched_Eyebrows"] else _lerp(0.01, 0.04,
                                                                               r.brow_arch)
-    brow_gap = aspect * _lerp(0.15, 0.2, r.brow_gap)
-    brow_len = _lerp(1.05, 1.25, r.brow_length) * eye_w
-    brow_base = hair if has_hair else (70, 55, 45)
+    brow_gap = g.aspect * _lerp(0.15, 0.2, r.brow_gap)
+    brow_len = _lerp(1.05, 1.25, r.brow_length) * g.eye_w
+    brow_base = hair if hair is not None else (70, 55, 45)
     brow_colour = _scale(brow_base, 0.55 if brow_base[0] > 120 else 0.85)  # light hair: darker
     for side, part in ((-1, "r_brow"), (1, "l_brow")):
         s = np.linspace(0.0, 1.0, 16)
-        u = side * (eye_x - brow_len + 2 * brow_len * s)
-        centre = eye_v - brow_gap - arch * np.sin(math.pi * s ** 0.8)
+        u = side * (g.eye_x - brow_len + 2 * brow_len * s)
+        centre = g.eye_v - brow_gap - arch * np.sin(math.pi * s ** 0.8)
         half = brow_t * (1.0 - 0.6 * s) / 2
-        painter.paint(part, painter.polygon(head(np.concatenate([u, u[::-1]]),
-                                                 np.concatenate([centre - half,
-                                                                 (centre + half)[::-1]]))),
+        painter.paint(part, painter.polygon(g.head(np.concatenate([u, u[::-1]]),
+                                                   np.concatenate([centre - half,
+                                                                   (centre + half)[::-1]]))),
                       brow_colour)
 
-    _paint_mouth(painter, head, r, a, skin, mouth_v, mouth_w, chin=aspect)
 
-    # Front hair: the cap over the top of the head, down to the hairline or the fringe.
-    if has_hair:
-        side_v = -aspect * 0.15
-        arc_u, arc_v = _ellipse(0.0, 0.0, 1.0 + hair_side, aspect + hair_top, 48,
-                                math.pi - 0.12, 2 * math.pi + 0.12)
-        line_u = np.linspace(1.02, -1.02, 41)
-        if a["Bangs"]:
-            centre_v = -aspect * _lerp(0.36, 0.42, r.hairline)
-            line_v = centre_v + (side_v - centre_v) * np.abs(line_u) ** 4
-            line_v = line_v + 0.025 * aspect * np.sin(line_u * _lerp(12, 22, r.fringe_wave))
-        else:
-            centre_v = -aspect * (_lerp(0.62, 0.82, r.hairline) if male and not young
-                                  else _lerp(0.6, 0.7, r.hairline))
-            line_v = centre_v + (side_v - centre_v) * np.abs(line_u) ** 2.2
-        cap = painter.polygon(head(np.concatenate([arc_u, line_u]),
-                                   np.concatenate([arc_v, line_v])))
-        painter.paint("hair", cap, strands)
+def _paint_front_hair(painter: _Painter, g: _Geometry, r: SimpleNamespace,
+                      a: Mapping[str, bool], strands: Image.Image) -> None:
+    """The cap over the top of the head, down to the hairline or the fringe."""
+    aspect = g.aspect
+    side_v = -aspect * 0.15
+    arc_u, arc_v = _ellipse(0.0, 0.0, 1.0 + g.hair_side, aspect + g.hair_top, 48,
+                            math.pi - 0.12, 2 * math.pi + 0.12)
+    line_u = np.linspace(1.02, -1.02, 41)
+    if a["Bangs"]:
+        centre_v = -aspect * _lerp(0.36, 0.42, r.hairline)
+        line_v = centre_v + (side_v - centre_v) * np.abs(line_u) ** 4
+        line_v = line_v + 0.025 * aspect * np.sin(line_u * _lerp(12, 22, r.fringe_wave))
+    else:
+        # Older men's hairlines recede.
+        centre_v = -aspect * (_lerp(0.62, 0.82, r.hairline) if a["Male"] and not a["Young"]
+                              else _lerp(0.6, 0.7, r.hairline))
+        line_v = centre_v + (side_v - centre_v) * np.abs(line_u) ** 2.2
+    cap = painter.polygon(g.head(np.concatenate([arc_u, line_u]),
+                                 np.concatenate([arc_v, line_v])))
+    painter.paint("hair", cap, strands)
 
-    if a["Eyeglasses"]:
-        _paint_glasses(painter, head, r, eye_x, eye_v, eye_w)
 
-    if a["Wearing_Hat"]:
-        hat_colour = _hsv(r.hat_hue, 0.55, _lerp(0.2, 0.8, r.hat_light))
-        brim_v = -aspect * 0.5
-        du, dv = _ellipse(0.0, brim_v, 1.12 + hair_side * 0.5, hat_height, 40,
-                          math.pi, 2 * math.pi)
-        dome = painter.polygon(head(du, dv))
-        bu, bv = _ellipse(0.0, brim_v, 1.5 + hair_side, 0.12, 40)
-        brim = painter.polygon(head(bu, bv))
-        painter.paint("hat", dome | brim, hat_colour)
-        stripe = dome & painter.polygon(head([-3, 3, 3, -3], [brim_v - 0.22, brim_v - 0.22,
-                                                            brim_v, brim_v]))
-        painter.paint("hat", stripe, _scale(hat_colour, 0.6))
-
-    image = _light(painter.canvas, r, size, cx, cy, fw, aspect, textures)
-    return image, painter
+def _paint_hat(painter: _Painter, g: _Geometry, r: SimpleNamespace) -> None:
+    """A dome over the hair with a brim and a darker band above the brim."""
+    head = g.head
+    hat_colour = _hsv(r.hat_hue, 0.55, _lerp(0.2, 0.8, r.hat_light))
+    brim_v = -g.aspect * 0.5
+    du, dv = _ellipse(0.0, brim_v, 1.12 + g.hair_side * 0.5, g.hat_height, 40,
+                      math.pi, 2 * math.pi)
+    dome = painter.polygon(head(du, dv))
+    bu, bv = _ellipse(0.0, brim_v, 1.5 + g.hair_side, 0.12, 40)
+    brim = painter.polygon(head(bu, bv))
+    painter.paint("hat", dome | brim, hat_colour)
+    stripe = dome & painter.polygon(head([-3, 3, 3, -3], [brim_v - 0.22, brim_v - 0.22,
+                                                        brim_v, brim_v]))
+    painter.paint("hat", stripe, _scale(hat_colour, 0.6))
 
 
 def _paint_mouth(painter: _Painter, head: _Frame, r: SimpleNamespace,
