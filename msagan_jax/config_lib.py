@@ -46,6 +46,8 @@ def flatten(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved config in today's names (see _RENAMED; `model` became `what_to_train`)."""
     flat = flatten(saved)
+    if "random_flip" not in flat and "judge" not in saved:
+        flat["random_flip"] = True  # before the switch existed, every run flipped
     if "model" in flat:
         flat["what_to_train"] = {"classifier": "judge"}.get(flat["model"], flat.pop("model"))
         flat.pop("model", None)

@@ -74,6 +74,7 @@ def test_an_old_runs_config_reads_with_the_judge_fields_nested(tmp_path):
     assert config.what_to_train == "judge"
     assert (config.judge.depth, config.judge.width, config.judge.epochs) == (18, 16, 3.0)
     assert config.judge.workdir == "judge" and "model" not in config
+    assert config.random_flip is True  # those runs flipped their faces: still the same run
     old["model"] = "editor"
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert config_lib.restore(tmp_path).what_to_train == "editor"
