@@ -3,6 +3,7 @@
     python -m benchmarks.train_speed [--structures e2d2,e1d1] [--batch_size 16]
         [--image_size 128] [--iterations 5] [--compute_dtype float32] [--json out.json]
         [--config configs/quickstart.py]   # another recipe (widths, depths) than the paper's
+        [--conv_impl matmul|xla|auto]      # the stride-2 layers' form (default: the config's)
 
 For each structure: compile time; the median time of an iteration after compilation (and the
 iterations/s and images/s it gives; an iteration reads (d_steps + 1) * batch_size images);
@@ -32,6 +33,8 @@ flags.DEFINE_integer("batch_size", 16, "Global batch of each D or G step.")
 flags.DEFINE_integer("image_size", 128, "Pixels.")
 flags.DEFINE_integer("iterations", 5, "Timed iterations per structure (after a warm-up one).")
 flags.DEFINE_string("compute_dtype", "float32", "float32 or bfloat16.")
+flags.DEFINE_string("conv_impl", None, "Stride-2 layers: matmul, xla or auto (default: the "
+                    "config's).")
 flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -52,6 +55,8 @@ def time_structure(structure: str) -> dict:
     config.batch_size = FLAGS.batch_size
     config.image_size = FLAGS.image_size
     config.compute_dtype = FLAGS.compute_dtype
+    if FLAGS.conv_impl:
+        config.conv_impl = FLAGS.conv_impl
     mesh = parallel.create_mesh()
     state = train.create_state(config, 1000, mesh)
     k, size = config.d_steps + 1, config.image_size
@@ -80,7 +85,8 @@ def time_structure(structure: str) -> dict:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     memory, memory_kind = peak_memory_bytes()
-    return {"structure": structure, "compile_s": compile_s, "iteration_s": median,
+    return {"structure": structure, "conv_impl": models.resolve_conv_impl(config.conv_impl),
+            "compile_s": compile_s, "iteration_s": median,
             "iteration_times_s": times, "iterations_per_s": 1 / median,
             "images_per_s": k * config.batch_size / median, "flops_per_iteration": flops,
             "flops_per_s": flops / median, "peak_memory_bytes": memory,
@@ -94,7 +100,8 @@ def main(argv) -> None:
     device = jax.devices()[0]
     print(f"{jax.device_count()} x {device.device_kind} ({device.platform}), batch "
           f"{FLAGS.batch_size}, {FLAGS.image_size} px, {FLAGS.compute_dtype}, median of "
-          f"{FLAGS.iterations}")
+          f"{FLAGS.iterations}, stride-2 layers: "
+          f"{models.resolve_conv_impl(FLAGS.conv_impl or FLAGS.config.conv_impl)}")
     print("| structure | G params | compile s | s/iteration | iterations/s | images/s | "
           "GFLOP/iteration | GFLOP/s | peak memory GiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

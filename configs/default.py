@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.d_width = 32  # channels of D's first conv; doubled by each layer
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
+    config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
+    # (lax's convolutions) or "auto" (matmul on a CPU, xla elsewhere); same params and results
 
     # Objectives (eqs. 4-7; SaGAN's weights).
     config.adversarial_loss = "wgan_gp"  # wgan_gp, nonsaturating or lsgan

@@ -31,6 +31,10 @@ import jax
 import jax.numpy as jnp
 
 STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
+# How the stride-2 layers compute (same parameters, same results within float32 rounding):
+# "matmul" as strided slices and matrix products, "xla" as lax's own convolutions, "auto" the
+# one measured faster on the platform (resolve_conv_impl).
+CONV_IMPLS = ("auto", "matmul", "xla")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # SaGAN's re-implementations initialise every weight from N(0, 0.02), biases from zero.
@@ -73,6 +77,7 @@ class DownConv(nn.Module):
 
     features: int
     dtype: Dtype = jnp.float32
+    impl: str = "matmul"  # or "xla": lax.conv_general_dilated, the same kernel and result
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -82,6 +87,9 @@ class DownConv(nn.Module):
         kernel = self.param("kernel", _init, (4, 4, channels, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.impl == "xla":
+            return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                                dimension_numbers=_NHWC) + bias
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
         # Output pixel (i, j) reads padded input (2i + ky, 2j + kx), ky, kx in 0..3.
         patches = jnp.concatenate([x[:, ky:ky + height:2, kx:kx + width:2]
@@ -108,6 +116,7 @@ class UpConv(nn.Module):
 
     features: int
     dtype: Dtype = jnp.float32
+    impl: str = "matmul"  # or "xla": the input dilated by 2, the kernel flipped (a transpose)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -115,6 +124,11 @@ class UpConv(nn.Module):
         kernel = self.param("kernel", _init, (4, 4, channels, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.impl == "xla":
+            # y[o] = sum_t dilated(x)[o + t - 2] kernel[3 - t]: PyTorch's padding 1 is 4 - 1 - 1.
+            return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)),
+                                                lhs_dilation=(2, 2),
+                                                dimension_numbers=_NHWC) + bias
         rows = {a: jnp.asarray(r) for a, r in _PHASE_ROWS.items()}
         phases = jnp.stack([jnp.stack([kernel[rows[a]][:, rows[b]] for b in (0, 1)], axis=-2)
                             for a in (0, 1)], axis=-3)  # (2, 2, in, a, b, out)
@@ -149,12 +163,14 @@ class Encoder(nn.Module):
     num_down: int = 3
     num_res_blocks: int = 4
     dtype: Dtype = jnp.float32
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.relu(_norm(self.dtype)(_conv(self.width, 7, 1, 3, self.dtype)(x)))
         for i in range(self.num_down):
-            x = nn.relu(_norm(self.dtype)(DownConv(self.width * 2 ** (i + 1), self.dtype)(x)))
+            down = DownConv(self.width * 2 ** (i + 1), self.dtype, self.conv_impl)
+            x = nn.relu(_norm(self.dtype)(down(x)))
         for _ in range(self.num_res_blocks):
             x = ResidualBlock(dtype=self.dtype)(x)
         return x
@@ -168,11 +184,13 @@ class Decoder(nn.Module):
     num_up: int = 3
     out_channels: int = 3
     dtype: Dtype = jnp.float32
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in reversed(range(self.num_up)):
-            x = nn.relu(_norm(self.dtype)(UpConv(self.width * 2 ** i, self.dtype)(x)))
+            up = UpConv(self.width * 2 ** i, self.dtype, self.conv_impl)
+            x = nn.relu(_norm(self.dtype)(up(x)))
         return _conv(self.out_channels, 7, 1, 3, self.dtype)(x)
 
 
@@ -185,11 +203,14 @@ class EditingNetwork(nn.Module):
     num_down: int = 3
     num_res_blocks: int = 4
     dtype: Dtype = jnp.float32
+    conv_impl: str = "matmul"
 
     def setup(self):
         encoder = dict(width=self.width, num_down=self.num_down,
-                       num_res_blocks=self.num_res_blocks, dtype=self.dtype)
-        decoder = dict(width=self.width, num_up=self.num_down, dtype=self.dtype)
+                       num_res_blocks=self.num_res_blocks, dtype=self.dtype,
+                       conv_impl=self.conv_impl)
+        decoder = dict(width=self.width, num_up=self.num_down, dtype=self.dtype,
+                       conv_impl=self.conv_impl)
         two_encoders, two_decoders = self.structure[1] == "2", self.structure[3] == "2"
         # Names say which role a part plays, so parameter trees read like the paper's figure.
         self.encoder_a = Encoder(**encoder)  # on [I, c]
@@ -242,12 +263,13 @@ class Generator(nn.Module):
     num_down: int = 3
     num_res_blocks: int = 4
     dtype: Dtype = jnp.float32
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, image: jax.Array, c: jax.Array):
         attribute_image, mask = EditingNetwork(
             self.structure, self.width, self.num_down, self.num_res_blocks, self.dtype,
-            name="F")(image, c)
+            self.conv_impl, name="F")(image, c)
         return compose(image, attribute_image, mask), attribute_image, mask
 
 
@@ -259,6 +281,7 @@ class Discriminator(nn.Module):
     width: int = 32
     num_layers: int = 6
     dtype: Dtype = jnp.float32
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -268,7 +291,7 @@ class Discriminator(nn.Module):
                              f"image size divisible by {2 ** self.num_layers}, not {size}")
         x = image.astype(self.dtype)
         for i in range(self.num_layers):
-            x = nn.leaky_relu(DownConv(self.width * 2 ** i, self.dtype)(x), 0.2)
+            x = nn.leaky_relu(DownConv(self.width * 2 ** i, self.dtype, self.conv_impl)(x), 0.2)
         src = _conv(1, 3, 1, 1, self.dtype, name="D_src")(x)
         final = x.shape[1]  # 2 at 128 px with 6 layers
         cls = nn.Conv(1, (final, final), padding="VALID", kernel_init=_init, dtype=self.dtype,
@@ -287,12 +310,27 @@ def subtree_counts(params: Any, names: Sequence[str]) -> dict[str, int]:
     return {name: parameter_count(f[name]) for name in names if name in f}
 
 
+def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
+    """"auto" -> the stride-2 form measured faster on `platform` (default: JAX's backend).
+
+    CPU: "matmul" (XLA's CPU backend runs the dilated convolutions of lax's forms, and the
+    gradients of their gradients that WGAN-GP needs, several times slower: README, Measured).
+    Elsewhere "xla", cuDNN's own convolutions: the expected winner on a GPU, not yet measured
+    here (benchmarks/train_speed.py --conv_impl compares them).
+    """
+    if conv_impl != "auto":
+        return conv_impl
+    return "matmul" if (platform or jax.default_backend()) == "cpu" else "xla"
+
+
 def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
     """G and D as a (validated) editor config describes them."""
     dtype = DTYPES[config.compute_dtype]
+    impl = resolve_conv_impl(config.conv_impl)
     generator = Generator(config.structure, config.width, config.num_down,
-                          config.num_res_blocks, dtype)
-    return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype)
+                          config.num_res_blocks, dtype, impl)
+    return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype,
+                                    conv_impl=impl)
 
 
 # --- The judge: a ResNet attribute classifier ------------------------------------------------
