@@ -221,18 +221,38 @@ def check_compatible(saved: Any, config: Any, where: os.PathLike,
             f"({'; '.join(differ)}); use a new --workdir or the same config")
 
 
-def open_run(workdir: os.PathLike, what_to_train: str,
-             step: int | None = None) -> tuple[Any, ocp.CheckpointManager, int]:
-    """The config, checkpoint manager and step (the latest, or `step`) of the run of
-    `what_to_train` ("editor" or "judge") in `workdir`; errors.InputError when the workdir
-    holds another kind of run or no checkpoint."""
+def open_run(workdir: os.PathLike,
+             what_to_train: str) -> tuple[Any, ocp.CheckpointManager]:
+    """The config and checkpoint manager of the run of `what_to_train` ("editor" or "judge")
+    in `workdir`; errors.InputError when the workdir holds another kind of run or no
+    checkpoint."""
     config = config_lib.restore(workdir)
     if config.what_to_train != what_to_train:
         article = "an" if config.what_to_train[0] in "aeiou" else "a"
         raise errors.InputError(f"{workdir} holds {article} {config.what_to_train}, not "
                                 f"{'an' if what_to_train == 'editor' else 'a'} {what_to_train}")
     manager = create_manager(workdir, config.keep_checkpoints)
-    step = latest_step(manager) if step is None else step
-    if step is None:
+    if latest_step(manager) is None:
         raise errors.InputError(f"{checkpoint_dir(workdir)} holds no checkpoint yet")
-    return config, manager, step
+    return config, manager
+
+
+def restore_parameters(manager: ocp.CheckpointManager, abstract: dict,
+                       step: int | None = None) -> tuple[int, dict]:
+    """(step, the parts of its state named in `abstract`) of checkpoint `step`, or by default
+    of the newest checkpoint that reads back: a damaged newer one is skipped with a warning
+    and left in place (the next training start sets it aside, see restore_newest)."""
+    if step is not None:
+        return step, restore_subset(manager, step, abstract)
+    where = pathlib.Path(manager.directory)
+    damaged = []
+    for candidate in sorted(manager.all_steps(), reverse=True):
+        try:
+            return candidate, _read(where / str(candidate), "parameters",
+                                    functools.partial(restore_subset, manager, candidate,
+                                                      abstract))
+        except _Damaged as e:
+            damaged.append(f"{candidate}: {e}")
+            logging.warning("checkpoint %d in %s is damaged (%s); using an older one",
+                            candidate, where, e)
+    raise errors.InputError(f"no checkpoint in {where} can be restored: {'; '.join(damaged)}")

@@ -120,14 +120,15 @@ class Editor:
 
 def load_editor(workdir: os.PathLike, step: int | None = None,
                 judge: judge_lib.Classifier | os.PathLike | None = None) -> Editor:
-    """Restores the editor trained in `workdir` (its latest checkpoint, or `step`).
+    """Restores the editor trained in `workdir` (its newest checkpoint that reads back, or
+    `step`).
 
     `judge`: a Classifier, a judge's workdir, or None for the one the run's config names
     (judge.workdir); without a judge, value=None asks D's attribute classifier instead.
     """
     workdir = pathlib.Path(workdir)
-    config, manager, step = checkpoint.open_run(workdir, "editor", step)
-    params = checkpoint.restore_subset(manager, step, abstract_params(config))
+    config, manager = checkpoint.open_run(workdir, "editor")
+    step, params = checkpoint.restore_parameters(manager, abstract_params(config), step)
     if judge is None:
         judge = judge_lib.find_judge(config, workdir)
         if judge is None:

@@ -93,8 +93,8 @@ def abstract_variables(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def load_classifier(workdir: os.PathLike, step: int | None = None) -> Classifier:
     """Restores the judge trained in `workdir` (its latest checkpoint, or `step`)."""
     workdir = pathlib.Path(workdir)
-    config, manager, step = checkpoint.open_run(workdir, "judge", step)
-    variables = checkpoint.restore_subset(manager, step, abstract_variables(config))
+    config, manager = checkpoint.open_run(workdir, "judge")
+    _, variables = checkpoint.restore_parameters(manager, abstract_variables(config), step)
     return Classifier(models.create_judge(config), variables, config, workdir)
 
 

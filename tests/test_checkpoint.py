@@ -122,6 +122,23 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_o
     assert _leaves_equal(_params(result), runs[1])
 
 
+@pytest.mark.parametrize("damage", ["zeroed", "no_state"])
+def test_an_editor_restores_from_the_newest_checkpoint_that_reads_back(damage, runs, tmp_path,
+                                                                         caplog):
+    from msagan_jax import editor
+
+    workdir = _copy(runs, tmp_path)
+    expected = editor.load_editor(workdir, step=2)
+    DAMAGES[damage](workdir / "checkpoints" / "4")
+    with caplog.at_level(logging.WARNING):
+        ed = editor.load_editor(workdir)
+    assert ed.step == 2
+    assert any("checkpoint 4 " in r.getMessage() and "damaged" in r.getMessage()
+               for r in caplog.records)
+    assert _leaves_equal(ed.g_params, expected.g_params)
+    assert (workdir / "checkpoints" / "4").is_dir()  # left for training to set aside
+
+
 def test_when_every_checkpoint_is_damaged_one_error_names_each_and_nothing_is_renamed(
         runs, synthetic_data_dir, tmp_path):
     workdir = _copy(runs, tmp_path)
