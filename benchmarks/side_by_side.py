@@ -86,7 +86,7 @@ def run_one(name: str, command: list[str], json_path: pathlib.Path, log_path: pa
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--structures", default="e2d2,e1d1", help="our structures to time")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of torch, ours, ...")
@@ -98,14 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="", help="the summary's path (default: in --out_dir)")
     parser.add_argument("--out_dir", default="", help="each run's log and JSON (default: a new "
                         "temporary folder)")
-    args = parser.parse_args(argv)
-    structures = [s.strip() for s in args.structures.split(",") if s.strip()]
-    out = pathlib.Path(args.out_dir or tempfile.mkdtemp(prefix="side_by_side_"))
-    out.mkdir(parents=True, exist_ok=True)
+    return parser.parse_args(argv)
+
+
+def _run_rounds(args: argparse.Namespace, structures: list[str],
+                out: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+    """torch E2D2, then ours for each structure, `args.rounds` times: each system's runs."""
     env = dict(os.environ)
     # As main.py does: on a machine with no GPU, JAX's CPU platform without the CUDA probe.
     console.choose_platform(env)
-    info = machine()
     common = ["--iterations", str(args.iterations), "--batch_size", str(args.batch_size),
               "--image_size", str(args.image_size)]
 
@@ -125,6 +126,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"ours {s.upper()}", [sys.executable, "-m", "benchmarks.train_speed",
                                       "--structures", s, *common, "--json", str(path)],
                 path, out / f"ours_{s}_round{r}.log", env))
+    return runs
+
+
+def _summarize(args: argparse.Namespace, structures: list[str], runs: dict[str, list[dict]],
+               info: dict[str, Any], out: pathlib.Path) -> dict[str, Any]:
+    """Each system's per-round and overall medians, and torch's time over ours."""
 
     def overall(results: list[dict[str, Any]]) -> float:
         # The median of every timed iteration of every round.
@@ -132,7 +139,6 @@ def main(argv: list[str] | None = None) -> None:
 
     torch_runs = runs["torch"]
     t0 = torch_runs[0]
-    images = 4 * args.batch_size
     summary = {"machine": info, "rounds": args.rounds, "iterations": args.iterations,
                "batch_size": args.batch_size, "image_size": args.image_size,
                "torch_passes": args.torch_passes, "torch_threads": t0["threads"],
@@ -147,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
         summary["ratios"][s] = {
             "overall": overall(torch_runs) / overall(runs[s]),
             "by_round": [a["iteration_s"] / b["iteration_s"] for a, b in zip(torch_runs, runs[s])]}
+    return summary
 
+
+def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    info, t0 = summary["machine"], summary["systems"]["torch"]["runs"][0]
+    images = 4 * args.batch_size
     gpu = "" if t0["device"] == "cpu" else f", torch on {t0['device_name']}"
     print()
     print(f"Machine: {info['cpu']}, {info['cpu_count']} cores ({info['cpus_usable']} usable), "
@@ -174,6 +185,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {s.upper()} | {ratio['overall']:.2f}x | "
               f"{', '.join(f'{x:.2f}x' for x in ratio['by_round'])} |")
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    out = pathlib.Path(args.out_dir or tempfile.mkdtemp(prefix="side_by_side_"))
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    runs = _run_rounds(args, structures, out)
+    summary = _summarize(args, structures, runs, info, out)
+    _print_summary(args, summary)
     json_path = pathlib.Path(args.json) if args.json else out / "side_by_side.json"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nJSON: {json_path}")

@@ -43,6 +43,29 @@ def get_config() -> ml_collections.ConfigDict:
     config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
     # (lax's convolutions) or "auto" (matmul on a CPU, xla elsewhere); same params and results
 
+    _objectives(config)
+    _logging_and_evaluation(config)
+    config.judge = _judge()
+    return config
+
+
+def _judge() -> ml_collections.ConfigDict:
+    """The judge: a ResNet attribute classifier (the paper: ResNet-50, 50 epochs, 93.42%)."""
+    judge = ml_collections.ConfigDict()
+    judge.workdir = "../judge"  # relative to --workdir: runs/x and runs/y share runs/judge.
+    # An editor whose judge has no results there trains it first, with the fields below.
+    judge.depth = 50  # 10, 18, 34 (basic blocks), 50, 101, 152 (bottlenecks)
+    judge.width = 64  # channels of the stem; stage i has width * 2**i (x4 in bottlenecks)
+    judge.epochs = 50.0  # passes over the train split
+    judge.batch_size = 64  # global batch
+    judge.learning_rate = 1e-3  # AdamW peak; 5% linear warm-up, cosine decay to 0
+    judge.weight_decay = 1e-4  # AdamW's decoupled weight decay
+    judge.random_flip = True  # left-right flips: a classifier gains from them
+    return judge
+
+
+def _objectives(config: ml_collections.ConfigDict) -> None:
+    """The losses, their weights, and the optimiser."""
     # Objectives (eqs. 4-7; SaGAN's weights).
     config.adversarial_loss = "wgan_gp"  # wgan_gp, nonsaturating or lsgan
     config.gp_weight = 10.0  # WGAN-GP gradient-penalty weight
@@ -63,6 +86,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 8.0  # used when num_train_steps is -1; an epoch reads the train split once
     config.seed = 0  # seeds the model, the data order and flips: same seed, same run
 
+
+def _logging_and_evaluation(config: ml_collections.ConfigDict) -> None:
+    """What a run writes and when, and how it is scored."""
     # Logging, samples, checkpoints.
     config.log_every = 50  # iterations between TensorBoard scalars and the progress-bar losses
     config.sample_every = 500  # iterations between sample grids (TensorBoard and PNG); 0 never
@@ -79,16 +105,3 @@ def get_config() -> ml_collections.ConfigDict:
     config.evaluate = True  # evaluate on eval_split when training ends (trains the judge first)
     config.eval_split = "test"  # the split the final metrics read, every example of it
     config.eval_batch_size = 64  # global batch of evaluation (and of the judge's accuracy)
-
-    # The judge: a ResNet attribute classifier (the paper: ResNet-50, 50 epochs, 93.42%).
-    config.judge = ml_collections.ConfigDict()
-    config.judge.workdir = "../judge"  # relative to --workdir: runs/x and runs/y share runs/judge.
-    # An editor whose judge has no results there trains it first, with the fields below.
-    config.judge.depth = 50  # 10, 18, 34 (basic blocks), 50, 101, 152 (bottlenecks)
-    config.judge.width = 64  # channels of the stem; stage i has width * 2**i (x4 in bottlenecks)
-    config.judge.epochs = 50.0  # passes over the train split
-    config.judge.batch_size = 64  # global batch
-    config.judge.learning_rate = 1e-3  # AdamW peak; 5% linear warm-up, cosine decay to 0
-    config.judge.weight_decay = 1e-4  # AdamW's decoupled weight decay
-    config.judge.random_flip = True  # left-right flips: a classifier gains from them
-    return config

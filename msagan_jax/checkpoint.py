@@ -227,10 +227,7 @@ def open_run(workdir: os.PathLike,
     in `workdir`; errors.InputError when the workdir holds another kind of run or no
     checkpoint."""
     config = config_lib.restore(workdir)
-    if config.what_to_train != what_to_train:
-        article = "an" if config.what_to_train[0] in "aeiou" else "a"
-        raise errors.InputError(f"{workdir} holds {article} {config.what_to_train}, not "
-                                f"{'an' if what_to_train == 'editor' else 'a'} {what_to_train}")
+    config_lib.check_holds(config, what_to_train, workdir)
     manager = create_manager(workdir, config.keep_checkpoints)
     if latest_step(manager) is None:
         raise errors.InputError(f"{checkpoint_dir(workdir)} holds no checkpoint yet")

@@ -84,6 +84,15 @@ def restore(workdir: os.PathLike) -> ml_collections.ConfigDict:
     return merge(saved)
 
 
+def check_holds(config: ml_collections.ConfigDict, wanted: str, workdir: os.PathLike) -> None:
+    """errors.InputError when the run in `workdir` (its `config`) is not a `wanted` one."""
+    if config.what_to_train != wanted:
+        article = lambda what: "an" if what[0] in "aeiou" else "a"  # noqa: E731
+        raise errors.InputError(
+            f"{workdir} holds {article(config.what_to_train)} {config.what_to_train}, not "
+            f"{article(wanted)} {wanted}: use another --workdir")
+
+
 def save(workdir: os.PathLike, config: ml_collections.ConfigDict) -> None:
     """Writes <workdir>/config.json (process 0 only)."""
     import jax

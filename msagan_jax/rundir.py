@@ -77,10 +77,7 @@ def _check_config(workdir: pathlib.Path, config: ml_collections.ConfigDict,
     if not (workdir / config_lib.CONFIG_FILE).exists():
         return
     saved = config_lib.restore(workdir)
-    if saved.what_to_train != config.what_to_train:
-        raise errors.InputError(f"--workdir {workdir} holds a {saved.what_to_train}, not "
-                                f"{'an' if config.what_to_train == 'editor' else 'a'} "
-                                f"{config.what_to_train}: use another --workdir")
+    config_lib.check_holds(saved, config.what_to_train, workdir)
     changes = experiment_changes(saved, config)
     if not changes:
         return

@@ -192,21 +192,15 @@ def _every_run_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def write_report(workdir: os.PathLike, results: list[dict],
-                 base: ml_collections.ConfigDict) -> pathlib.Path:
-    """report.md, results.csv, fig6_by_mask_loss.png, fig7_by_structure.png,
-    fig8_time_per_epoch.png and sample_sheet.png in `workdir`."""
-    workdir = pathlib.Path(workdir)
-    write_csv(workdir / "results.csv", results)
-    losses_ = [m for m in MASK_LOSSES if any(r["mask_loss"] == m for r in results)]
-    structures = [s for s in STRUCTURES if any(r["structure"] == s for r in results)]
-    seeds = sorted({r["seed"] for r in results})
+def _figures(workdir: pathlib.Path, results: list[dict], losses_: list[str],
+             structures: list[str], seeds: list[int]) -> None:
+    """fig6_by_mask_loss.png, fig7_by_structure.png and fig8_time_per_epoch.png."""
     by_loss = {v: _group(results, "mask_loss", v, losses_)
                for v in ("attribute_editing_accuracy", "ssim")}
     by_structure = {v: _group(results, "structure", v, structures)
                     for v in ("attribute_editing_accuracy", "ssim")}
-    time_by = {f"{s}": _group([r for r in results if r["structure"] == s], "mask_loss",
-                              "seconds_per_epoch", losses_) for s in structures}
+    time_by = {s: _group([r for r in results if r["structure"] == s], "mask_loss",
+                         "seconds_per_epoch", losses_) for s in structures}
     _bar_figure(workdir / "fig6_by_mask_loss.png", losses_,
                 [("attribute-editing accuracy", by_loss["attribute_editing_accuracy"]),
                  ("SSIM(input, output)", by_loss["ssim"])],
@@ -218,24 +212,19 @@ def write_report(workdir: os.PathLike, results: list[dict],
     _bar_figure(workdir / "fig8_time_per_epoch.png", losses_,
                 [(f"{s.upper()}: s per epoch", time_by[s]) for s in structures],
                 "Training time per epoch of the train split")
-    sheet = _sample_sheet(workdir, results, base)
 
-    judge = json.loads((workdir / "judge" / "results.json").read_text())
-    depth = judge.get("judge_depth", judge.get("classifier_depth"))  # older judges: classifier_
-    device = next((r.get("device") for r in results if r.get("device")), "unknown")
-    lines = [
-        "# Sweep report", "",
-        f"Dataset `{base.dataset}`, attribute `{base.attribute}`, {len(seeds)} seed(s) "
-        f"({', '.join(map(str, seeds))}), {results[0]['examples']} {base.eval_split} faces "
-        f"each edited to the opposite value. Judge: ResNet-{depth}, test "
-        f"accuracy {judge.get('test_accuracy', float('nan')):.2%}. Training device: {device}.",
-        "", "## By mask loss (paper Fig. 6: no mask 66%, MAE 80%, MSE 79%, SDE 86%)", "",
-        "| mask loss | attribute-editing accuracy | SSIM | collapsed runs |",
-        "| --- | --- | --- | --- |"]
+
+def _group_tables(results: list[dict], losses_: list[str],
+                  structures: list[str]) -> list[str]:
+    """The report's tables by mask loss (Fig. 6) and by structure (Fig. 7)."""
+    acc, ssim = "attribute_editing_accuracy", "ssim"
+    lines = ["## By mask loss (paper Fig. 6: no mask 66%, MAE 80%, MSE 79%, SDE 86%)", "",
+             "| mask loss | attribute-editing accuracy | SSIM | collapsed runs |",
+             "| --- | --- | --- | --- |"]
     for m in losses_:
         runs = [r for r in results if r["mask_loss"] == m]
-        lines.append(f"| {m} | {_fmt(*by_loss['attribute_editing_accuracy'][m], True)} | "
-                     f"{_fmt(*by_loss['ssim'][m], False)} | "
+        lines.append(f"| {m} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
+                     f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
                      f"{sum(r['collapsed'] for r in runs)} of {len(runs)} |")
     lines += ["", "## By structure (paper Fig. 7: E2D2 81%, E2D1 62%, E1D2 84%, E1D1 85%)", "",
               "| structure | attribute-editing accuracy | SSIM | collapsed runs | s per epoch |",
@@ -243,18 +232,42 @@ def write_report(workdir: os.PathLike, results: list[dict],
     for s in structures:
         runs = [r for r in results if r["structure"] == s]
         t = _mean_std([r.get("seconds_per_epoch") for r in runs])
-        lines.append(f"| {s.upper()} | "
-                     f"{_fmt(*by_structure['attribute_editing_accuracy'][s], True)} | "
-                     f"{_fmt(*by_structure['ssim'][s], False)} | "
+        lines.append(f"| {s.upper()} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
+                     f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
                      f"{sum(r['collapsed'] for r in runs)} of {len(runs)} | "
                      f"{t[0]:.1f} ± {t[1]:.1f} |")
-    lines += ["", "## Every run", "", *_every_run_table(results)]
+    return lines
+
+
+def write_report(workdir: os.PathLike, results: list[dict],
+                 base: ml_collections.ConfigDict) -> pathlib.Path:
+    """report.md, results.csv, fig6_by_mask_loss.png, fig7_by_structure.png,
+    fig8_time_per_epoch.png and sample_sheet.png in `workdir`."""
+    workdir = pathlib.Path(workdir)
+    write_csv(workdir / "results.csv", results)
+    losses_ = [m for m in MASK_LOSSES if any(r["mask_loss"] == m for r in results)]
+    structures = [s for s in STRUCTURES if any(r["structure"] == s for r in results)]
+    seeds = sorted({r["seed"] for r in results})
+    _figures(workdir, results, losses_, structures, seeds)
+    sheet = _sample_sheet(workdir, results, base)
+
+    judge = json.loads((workdir / "judge" / "results.json").read_text())
+    depth = judge.get("judge_depth", judge.get("classifier_depth"))  # older judges: classifier_
+    device = next((r.get("device") for r in results if r.get("device")), "unknown")
     collapsed = [run_name(r["structure"], r["mask_loss"], r["seed"]) for r in results
                  if r["collapsed"]]
-    lines += ["", f"Collapsed runs (mean mask inside the guide < {base.collapse_threshold}): "
-              f"{', '.join(collapsed) if collapsed else 'none'}.", "",
-              "Figures: fig6_by_mask_loss.png, fig7_by_structure.png, fig8_time_per_epoch.png"
-              + (", sample_sheet.png (paper Figs 3-5)." if sheet else "."), ""]
+    lines = [
+        "# Sweep report", "",
+        f"Dataset `{base.dataset}`, attribute `{base.attribute}`, {len(seeds)} seed(s) "
+        f"({', '.join(map(str, seeds))}), {results[0]['examples']} {base.eval_split} faces "
+        f"each edited to the opposite value. Judge: ResNet-{depth}, test "
+        f"accuracy {judge.get('test_accuracy', float('nan')):.2%}. Training device: {device}.",
+        "", *_group_tables(results, losses_, structures),
+        "", "## Every run", "", *_every_run_table(results),
+        "", f"Collapsed runs (mean mask inside the guide < {base.collapse_threshold}): "
+        f"{', '.join(collapsed) if collapsed else 'none'}.", "",
+        "Figures: fig6_by_mask_loss.png, fig7_by_structure.png, fig8_time_per_epoch.png"
+        + (", sample_sheet.png (paper Figs 3-5)." if sheet else "."), ""]
     path = workdir / "report.md"
     path.write_text("\n".join(lines))
     return path
