@@ -3,8 +3,8 @@
     python main.py --config=configs/quickstart.py --workdir=runs/quickstart
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
-its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (700 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: about 13 minutes on 2 CPU
+its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (800 iterations, scored on
+200 validation faces every 100), and evaluates on the 400 test faces: about 12 minutes on 2 CPU
 cores. The network is the paper's recipe made narrower and shallower for 64 px.
 """
 
@@ -21,7 +21,10 @@ def get_config():
     config.num_res_blocks = 2
     config.d_width = 16
     config.d_num_layers = 5
-    config.num_train_steps = 700
+    config.num_train_steps = 800
+    # 5x the paper's rate: on these faces it learns the edit in half the iterations (measured on
+    # the validation faces' gap to the truth: the README's Quick start).
+    config.learning_rate = 1e-3
     config.log_every = 25
     config.sample_every = 100
     config.checkpoint_every = 100

@@ -117,7 +117,7 @@ _POSITIVE = ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_
 _NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "input_workers", "gp_weight",
                  "cls_weight", "rec_id_weight", "rec_dual_weight", "mask_id_weight",
                  "mask_dual_weight", "mask_edit_weight", "judge.weight_decay",
-                 "collapse_threshold")
+                 "collapse_threshold", "cpu_devices")
 _FRACTIONS = ("adam_b1", "adam_b2")  # in [0, 1)
 
 
@@ -139,6 +139,16 @@ def _check_values(flat: dict[str, Any]) -> None:
     for name in _FRACTIONS:
         if not 0 <= flat[name] < 1:
             raise errors.ConfigError(f"{name}={flat[name]} must lie in [0, 1)")
+
+
+# Every global batch of a run: each must split evenly over the devices.
+BATCH_FIELDS = ("batch_size", "eval_batch_size", "judge.batch_size")
+
+
+def batch_sizes(config: ml_collections.ConfigDict) -> list[int]:
+    """The config's global batches (BATCH_FIELDS)."""
+    flat = flatten(config)
+    return [int(flat[name]) for name in BATCH_FIELDS]
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -166,7 +176,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise errors.ConfigError(
             f"attribute {config.attribute!r} has no guide mask (guide_mask="
             f"{config.guide_mask!r}); use mask_loss='none' or choose a guide_mask")
-    for name in ("batch_size", "eval_batch_size", "judge.batch_size"):
+    for name in BATCH_FIELDS:
         if flat[name] % jax.device_count():
             raise errors.ConfigError(f"{name}={flat[name]} must be a multiple of the "
                                      f"{jax.device_count()} devices")

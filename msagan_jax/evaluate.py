@@ -6,9 +6,13 @@
 Every face of the split (or of its first `num_examples`) is edited to the opposite of its
 label, c' = 1 - c, and scored; METRICS below names each metric once, for the markdown table,
 the training curve's CSV, TensorBoard and the sweep's report. Ratios are pooled over all
-pixels of the split. The training loop runs an Evaluator on a fixed validation subset every
-eval_every iterations (`training_hook`); `evaluate_run` scores a finished run on eval_split and
-writes <workdir>/eval/ (metrics.json, metrics.md, samples.png) and TensorBoard eval/*.
+pixels of the split. Where the split stores each face's true counterpart (the synthetic
+faces' validation and test splits: the same face drawn with the attribute flipped), the edit
+is also measured against the truth: the share of the input-to-truth gap it closes, L1, PSNR
+and SSIM, by direction; elsewhere those are NaN. The training loop runs an Evaluator on a
+fixed validation subset every eval_every iterations (`training_hook`); `evaluate_run` scores a
+finished run on eval_split and writes <workdir>/eval/ (metrics.json, metrics.md, samples.png,
+truth.png) and TensorBoard eval/*.
 """
 
 from __future__ import annotations
@@ -70,6 +74,26 @@ METRICS = {
                         "mask_guide_mean (mask_mean without a guide) < collapse_threshold"),
     "judge_accuracy_on_inputs": Metric("judge accuracy on the inputs", "{:.2%}",
                                        "judge on inputs", "the judge's own error rate"),
+    "gap_closed": Metric("gap to the truth closed", "{:.1%}", "gap closed",
+                         "1 - sum|G(I, c') - T| / sum|I - T|, T the true counterpart: 0 for "
+                         "an editor that does nothing, 1 for a perfect one"),
+    **{name: metric for d in ("0", "1") for name, metric in (
+        (f"gap_closed_to_{d}", Metric(f"gap closed, edited to {d}", "{:.1%}",
+                                      f"gap closed to {d}", f"the same, faces edited to {d}")),
+        (f"truth_l1_to_{d}", Metric(f"L1 to the truth, edited to {d}", "{:.4f}",
+                                    f"truth L1 to {d}", "mean |G(I, c') - T|, pixels in [0, 1]")),
+        (f"truth_l1_region_to_{d}", Metric(
+            f"L1 to the truth where I != T, edited to {d}", "{:.4f}",
+            f"region L1 to {d}", "the same, over the pixels where I and T differ")),
+        (f"truth_psnr_to_{d}", Metric(f"PSNR to the truth, edited to {d}", "{:.2f}",
+                                      f"truth PSNR to {d}",
+                                      "dB, from the mean squared error, pixels in [0, 1]")),
+        (f"truth_psnr_region_to_{d}", Metric(
+            f"PSNR to the truth where I != T, edited to {d}", "{:.2f}", f"region PSNR to {d}",
+            "the same, over the pixels where I and T differ")),
+        (f"truth_ssim_to_{d}", Metric(f"SSIM(output, truth), edited to {d}", "{:.4f}",
+                                      f"truth SSIM to {d}", "dm-pix, images in [0, 1]")),
+    )},
 }
 # Reported beside the metrics, from the run rather than the evaluator.
 RUN_FIELDS = {
@@ -77,13 +101,36 @@ RUN_FIELDS = {
                                 "timing.json (paper Fig. 8)"),
     "examples": Metric("faces", "{}", "faces", "faces evaluated"),
 }
+_TRUTH_SUMS = ("truth_n", "gap_l1", "err_l1", "err_sq", "region", "region_l1", "region_sq",
+               "truth_ssim")
 _SUMS = ("n", "n_to_0", "n_to_1", "correct_to_0", "correct_to_1", "ssim", "identity_l1",
          "guide", "covered", "union", "outside", "outside_on", "guide_b", "b", "pixels",
-         "judge_inputs")
+         "judge_inputs") + tuple(f"{k}_to_{d}" for d in "01" for k in _TRUTH_SUMS)
+# A pixel belongs to the region where input and truth differ when a channel differs by more
+# than this ([0, 1] scale): above the JPEG-and-resize noise of two separately stored images.
+REGION_TOLERANCE = 0.05
+
+
+def truth_sums(image: jax.Array, edited: jax.Array, truth: jax.Array,
+               weight: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+    """Per-face sums for the metrics against the true counterpart, by direction; `weight` is 0
+    for padding and for faces without a counterpart. Images in [-1, 1]."""
+    x, e, t = ((a + 1) / 2 for a in (image, edited, truth))
+    mean = lambda a: jnp.mean(a, axis=(1, 2, 3))  # noqa: E731
+    region = (jnp.max(jnp.abs(x - t), axis=-1, keepdims=True) > REGION_TOLERANCE)
+    region = region.astype(jnp.float32)
+    per_pixel = lambda a: jnp.sum(jnp.mean(a, axis=-1, keepdims=True) * region,  # noqa: E731
+                                  axis=(1, 2, 3))
+    values = {"truth_n": jnp.ones_like(weight), "gap_l1": mean(jnp.abs(x - t)),
+              "err_l1": mean(jnp.abs(e - t)), "err_sq": mean((e - t) ** 2),
+              "region": jnp.sum(region, axis=(1, 2, 3)), "region_l1": per_pixel(jnp.abs(e - t)),
+              "region_sq": per_pixel((e - t) ** 2), "truth_ssim": dm_pix.ssim(e, t)}
+    return {f"{k}_to_{d}": weight * (target if d == "1" else 1 - target) * v
+            for d in "01" for k, v in values.items()}
 
 
 def make_metric_sums(generator: models.Generator, judge: judge_lib.Classifier,
-                     has_mask: bool):
+                     has_mask: bool, has_truth: bool = False):
     """A jitted (g_params, judge_variables, batch) -> sums of the metrics' numerators and
     denominators over the batch's real (weight 1) examples."""
     judge_apply = judge.apply_fn()
@@ -111,6 +158,9 @@ def make_metric_sums(generator: models.Generator, judge: judge_lib.Classifier,
             "pixels": w * b[0].size,
             "judge_inputs": w * ((judge_apply(judge_variables, image) > 0) == (label > 0.5)),
         }
+        if has_truth:
+            values.update(truth_sums(image, edited, batch["counterpart"],
+                                     w * batch["has_counterpart"], target))
         return {k: jnp.sum(v) for k, v in values.items()}
 
     return sums
@@ -118,6 +168,28 @@ def make_metric_sums(generator: models.Generator, judge: judge_lib.Classifier,
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
+
+
+def _psnr(squared_error: float, count: float) -> float:
+    mse = _ratio(squared_error, count)
+    return float(-10 * np.log10(mse)) if mse > 0 else float("nan" if np.isnan(mse) else "inf")
+
+
+def _truth_metrics(t: dict[str, float]) -> dict[str, float]:
+    """The metrics against the true counterpart, from the sums (NaN where there was none)."""
+    out = {"gap_closed": 1 - _ratio(t["err_l1_to_0"] + t["err_l1_to_1"],
+                                    t["gap_l1_to_0"] + t["gap_l1_to_1"])}
+    for d in "01":
+        s = {k: t[f"{k}_to_{d}"] for k in _TRUTH_SUMS}
+        out.update({
+            f"gap_closed_to_{d}": 1 - _ratio(s["err_l1"], s["gap_l1"]),
+            f"truth_l1_to_{d}": _ratio(s["err_l1"], s["truth_n"]),
+            f"truth_l1_region_to_{d}": _ratio(s["region_l1"], s["region"]),
+            f"truth_psnr_to_{d}": _psnr(s["err_sq"], s["truth_n"]),
+            f"truth_psnr_region_to_{d}": _psnr(s["region_sq"], s["region"]),
+            f"truth_ssim_to_{d}": _ratio(s["truth_ssim"], s["truth_n"]),
+        })
+    return out
 
 
 def _metrics(t: dict[str, float], has_mask: bool, collapse_threshold: float) -> dict[str, Any]:
@@ -138,6 +210,7 @@ def _metrics(t: dict[str, float], has_mask: bool, collapse_threshold: float) -> 
         "mask_mean": mask_mean,
         "collapsed": bool((guide_mean if has_mask else mask_mean) < collapse_threshold),
         "judge_accuracy_on_inputs": _ratio(t["judge_inputs"], t["n"]),
+        **_truth_metrics(t),
     }
 
 
@@ -155,8 +228,9 @@ class Evaluator:
         self.batch_size = batch_size or config.eval_batch_size
         self.mesh = parallel.create_mesh()
         generator, _ = models.create_models(config)
-        self._sums = make_metric_sums(generator, judge, self.has_mask)
-        source = input_pipeline.data_source(self.task, split)
+        source = input_pipeline.data_source(self.task, split, counterparts=True)
+        self.has_truth = source.has_counterparts
+        self._sums = make_metric_sums(generator, judge, self.has_mask, self.has_truth)
         if num_examples is not None:
             source = input_pipeline.head(source, num_examples)
         self.source = source
@@ -166,7 +240,8 @@ class Evaluator:
         if self._batches:
             yield from self._batches
             return
-        keys = ("image", "label", "weight") + (("mask",) if self.has_mask else ())
+        keys = ("image", "label", "weight") + (("mask",) if self.has_mask else ()) + (
+            ("counterpart", "has_counterpart") if self.has_truth else ())
         for batch in input_pipeline.padded_eval_batches(self.task, batch_size=self.batch_size,
                                                         split=self.split, source=self.source):
             batch = parallel.global_batch({k: batch[k] for k in keys}, self.mesh)
@@ -208,9 +283,10 @@ def markdown_table(metrics: dict[str, Any], title: str = "") -> str:
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """One line: accuracy, SSIM, guide coverage."""
+    """One line: accuracy, SSIM, guide coverage, and the gap to the truth closed each way."""
     parts = [f"{METRICS[name].short} {METRICS[name].fmt.format(metrics[name])}"
-             for name in ("attribute_editing_accuracy", "ssim", "mask_guide_coverage")
+             for name in ("attribute_editing_accuracy", "ssim", "mask_guide_coverage",
+                          "gap_closed_to_1", "gap_closed_to_0")
              if isinstance(metrics.get(name), float) and not np.isnan(metrics[name])]
     return ", ".join(parts) + (" (mask collapsed)" if metrics.get("collapsed") else "")
 
@@ -268,6 +344,31 @@ def sample_sheet(ed: editor_lib.Editor, faces: np.ndarray) -> np.ndarray:
     return visualize.sample_grid(faces, split(outputs), split(masks), split(attribute_images))
 
 
+def truth_sheet(ed: editor_lib.Editor, split: str, n: int = 4) -> np.ndarray | None:
+    """Rows of input | edit | truth, for `n` faces edited to 1 and `n` edited to 0: the first
+    of `split` with a true counterpart; None where the split stores none."""
+    task = input_pipeline.task_from_config(ed.config)
+    source = input_pipeline.data_source(task, split, counterparts=True)
+    if not source.has_counterparts:
+        return None
+    picked: dict[float, list[dict[str, np.ndarray]]] = {0.0: [], 1.0: []}
+    for i in range(len(source)):
+        element = source[i]
+        if element["has_counterpart"] and len(picked[float(element["label"])]) < n:
+            picked[float(element["label"])].append(element)
+    n = min(len(v) for v in picked.values())
+    if not n:
+        return None
+    sides = []
+    for label in (0.0, 1.0):  # faces with the attribute off are edited to 1
+        faces = [input_pipeline.Scale().map(e) for e in picked[label][:n]]
+        inputs = np.stack([f["image"] for f in faces])
+        truths = np.stack([f["counterpart"] for f in faces])
+        edits = ed.generate(inputs, np.full(n, 1 - label, np.float32))[0]
+        sides.append((inputs, edits, truths))
+    return visualize.truth_grid(*sides)
+
+
 def evaluate_run(workdir: os.PathLike, judge: judge_lib.Classifier | os.PathLike | None = None,
                  *, step: int | None = None, split: str | None = None) -> dict[str, Any]:
     """Evaluates the editor in `workdir` with `judge` (default: the one its config names) and
@@ -309,6 +410,9 @@ def _write_eval(workdir: pathlib.Path, ed: editor_lib.Editor, metrics: dict[str,
     (out / "metrics.md").write_text(markdown_table(metrics, title))
     grid = sample_sheet(ed, _sample_faces(ed, metrics["split"], min(8, metrics["examples"])))
     visualize.save_png(grid, out / "samples.png")
+    truth = truth_sheet(ed, metrics["split"])
+    if truth is not None:
+        visualize.save_png(truth, out / "truth.png")
     writer = loop.Writer(workdir)
     writer.scalars(ed.step or 0, {f"eval/{k}": float(metrics[k])
                                   for k in (*METRICS, "seconds_per_epoch")

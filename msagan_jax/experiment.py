@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from msagan_jax import classifier, config_lib, console, judge_lib, loop, train
+from msagan_jax import classifier, config_lib, console, judge_lib, loop, parallel, train
 
 
 def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -50,5 +50,6 @@ def run(config: ml_collections.ConfigDict, workdir: os.PathLike,
     """Validates `config`, then trains and evaluates what it describes in `workdir`. The
     result's `finished` is False when a signal stopped it; `metrics` holds the editor's test
     metrics or the judge's accuracy."""
+    parallel.use_cpu_cores(config.cpu_devices, config_lib.batch_sizes(config))
     config_lib.validate(config)
     return train_and_evaluate(config, workdir, allow_config_change)

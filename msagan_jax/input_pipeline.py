@@ -91,21 +91,25 @@ def prepare(config: Any) -> tfds.core.DatasetInfo:
     return builder.info
 
 
-def data_source(task: Task, split: str) -> "TaskSource":
-    """Random-access source of `split` that decodes only what the task reads."""
-    return TaskSource(task, split)
+def data_source(task: Task, split: str, counterparts: bool = False) -> "TaskSource":
+    """Random-access source of `split` that decodes only what the task reads (and, if asked
+    and the dataset holds them, each face's true counterpart: see TaskSource)."""
+    return TaskSource(task, split, counterparts=counterparts)
 
 
 class TaskSource:
     """One split of a built dataset, as the task's elements (before batching and scaling).
 
     An element is {"image": uint8 (H, W, 3), "label": float32, "index": int32, and "mask":
-    uint8 (H, W, 1) unless the attribute is global}. TFDS's own decoding turns all 57 features
-    of an example into numpy (some 400 us an example, before any image is decoded); this reads
-    the serialized tf.Example and decodes only these four. Picklable, for grain's workers.
+    uint8 (H, W, 1) unless the attribute is global}; with `counterparts`, on a dataset that
+    stores them (celebamask_synthetic's `counterparts/<attribute>`), also "counterpart": uint8
+    (H, W, 3), the same face with the attribute flipped, and "has_counterpart": float32 1 or 0
+    (the train split holds none; its counterpart is zeros). TFDS's own decoding turns all the
+    features of an example into numpy (some 400 us an example, before any image is decoded);
+    this reads the serialized tf.Example and decodes only these. Picklable, for grain's workers.
     """
 
-    def __init__(self, task: Task, split: str):
+    def __init__(self, task: Task, split: str, counterparts: bool = False):
         self.task, self.split = task, split
         try:
             self._records = tfds.data_source(
@@ -116,6 +120,16 @@ class TaskSource:
         self._image_shape = tuple(self._records.dataset_info.features["image"].shape)
         self._label_key = f"attributes/{task.attribute}"
         self._mask_key = None if task.mask_name is None else f"guide_masks/{task.mask_name}"
+        features = self._records.dataset_info.features
+        stored = (features["counterparts"].keys() if "counterparts" in features.keys()
+                  else ())
+        self._counterpart_key = (f"counterparts/{task.attribute}"
+                                 if counterparts and task.attribute in stored else None)
+
+    @property
+    def has_counterparts(self) -> bool:
+        """Whether elements carry "counterpart" (the dataset stores the attribute's)."""
+        return self._counterpart_key is not None
 
     def __len__(self) -> int:
         return len(self._records)
@@ -131,12 +145,20 @@ class TaskSource:
         if self._mask_key is not None:
             with Image.open(io.BytesIO(feature[self._mask_key].bytes_list.value[0])) as png:
                 element["mask"] = np.asarray(png)[..., None]
+        if self._counterpart_key is not None:
+            stored = feature[self._counterpart_key].bytes_list.value[0]
+            element["has_counterpart"] = np.float32(bool(stored))
+            element["counterpart"] = (np.frombuffer(stored, np.uint8).reshape(self._image_shape)
+                                      if stored else np.zeros(self._image_shape, np.uint8))
         return element
 
     def __repr__(self) -> str:  # grain checks a restored iterator state against this
         return (f"TaskSource({self.task.dataset!r}, split={self.split!r}, "
                 f"data_dir={self.task.data_dir!r}, attribute={self.task.attribute!r}, "
-                f"mask={self.task.mask_name!r}, n={len(self)})")
+                f"mask={self.task.mask_name!r}, "
+                # Only when read: older runs' saved iterator states name no counterparts.
+                + ("counterparts=True, " if self.has_counterparts else "")
+                + f"n={len(self)})")
 
 
 class DatasetNotFoundError(errors.Error, FileNotFoundError):
@@ -162,6 +184,8 @@ def _scale(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     image = np.multiply(batch["image"], np.float32(1 / 127.5), dtype=np.float32)
     image -= 1.0  # in place: one pass over the pixels fewer
     scaled = {**batch, "image": image}
+    if "counterpart" in batch:  # the true edit, on the image's scale
+        scaled["counterpart"] = batch["counterpart"] * np.float32(1 / 127.5) - np.float32(1)
     if "mask" in batch:
         scaled["mask"] = batch["mask"].astype(np.float32)
     return scaled

@@ -26,15 +26,16 @@ import numpy as np
 from absl import logging
 
 from msagan_jax import config_lib, console, editor as editor_lib, errors, evaluate, experiment
-from msagan_jax import input_pipeline, losses, models, train, visualize
+from msagan_jax import input_pipeline, losses, models, parallel, train, visualize
 
 STRUCTURES = tuple(models.STRUCTURES)  # e2d2, e2d1, e1d2, e1d1
 MASK_LOSSES = tuple(losses.MASK_LOSSES)  # none, mae, mse, sde
 CSV_FIELDS = ("structure", "mask_loss", "seed", "step", *evaluate.METRICS,
               "seconds_per_epoch", "images_per_s")
 # The "every run" table of the report: its columns, from evaluate.METRICS.
-REPORT_COLUMNS = ("attribute_editing_accuracy", "ssim", "identity_l1", "mask_guide_coverage",
-                  "mask_guide_iou", "mask_outside_area", "collapsed", "seconds_per_epoch")
+REPORT_COLUMNS = ("attribute_editing_accuracy", "ssim", "gap_closed_to_1", "gap_closed_to_0",
+                  "identity_l1", "mask_guide_coverage", "mask_guide_iou", "mask_outside_area",
+                  "collapsed", "seconds_per_epoch")
 
 
 def run_name(structure: str, mask_loss: str, seed: int) -> str:
@@ -71,6 +72,7 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
         raise errors.ConfigError("the sweep has no run: give at least one structure, mask "
                                  "loss and seed")
     configs = [run_config(base, s, m, seed, judge_dir) for s, m, seed in plan]
+    parallel.use_cpu_cores(base.cpu_devices, config_lib.batch_sizes(base))
     for config in configs:
         config_lib.validate(config)
     if not jax.config.jax_compilation_cache_dir:

@@ -33,22 +33,12 @@ needs_sample = pytest.mark.skipif(
     reason=f"the real CelebAMask-HQ sample is absent ({SAMPLE}); set $CELEBAMASK_SAMPLE")
 
 # Makes TensorFlow look uninstalled (find_spec finds nothing, import fails), as on a machine
-# that never installed it. Prepend to the code run by `run_without_tensorflow`.
+# that never installed it: benchmarks/gpu_check.py's finder (that module imports no JAX). Prepend
+# to the code run by `run_without_tensorflow`; that code may use `sys` without importing it.
 HIDE_TENSORFLOW = '''
 import sys
-class _HideTensorFlow:
-    def __init__(self, finders):
-        self.finders = finders
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            return None
-        for finder in self.finders:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find else None
-            if spec is not None:
-                return spec
-        return None
-sys.meta_path[:] = [_HideTensorFlow(list(sys.meta_path))]
+from benchmarks.gpu_check import hide_tensorflow
+hide_tensorflow()
 '''
 
 
@@ -98,7 +88,10 @@ def synthetic_data_dir(tmp_path_factory) -> pathlib.Path:
 TINY = {"dataset": "celebamask_synthetic/64_n96_s3", "image_size": 64, "width": 4,
         "num_down": 2, "num_res_blocks": 1, "d_width": 4, "d_num_layers": 3, "batch_size": 2,
         "num_samples": 2, "eval_batch_size": 8, "eval_examples": 6, "eval_every": 2,
-        "judge.depth": 10, "judge.width": 4, "judge.epochs": 1, "judge.batch_size": 8}
+        "judge.depth": 10, "judge.width": 4, "judge.epochs": 1, "judge.batch_size": 8,
+        # One device: a pytest process fixes its device count at the first JAX use, whichever
+        # test that is; 1 vs several devices is tested apart (test_parallel.py).
+        "cpu_devices": 1}
 TINY_FLAGS = tuple(f"--config.{name}={value}" for name, value in TINY.items())
 
 

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 import tfds_celebamask
 from conftest import build_from, run_without_tensorflow
+from tfds_celebamask import synthetic
 from tfds_celebamask.celebamask import celebamask_dataset_builder, layout
 
 DUMMY_DATA = pathlib.Path(celebamask_dataset_builder.__file__).parent / "dummy_data"
@@ -140,12 +141,16 @@ def test_worker_processes_build_the_same_examples(synthetic_layout, tmp_path, mo
                                       built[1][k]["guide_masks"]["mouth"])
 
 
-def test_the_synthetic_dataset_has_the_real_schema_and_all_three_splits(synthetic_data_dir):
+def test_the_synthetic_dataset_has_the_real_schema_plus_counterparts_and_all_three_splits(
+        synthetic_data_dir):
     builder = tfds.builder("celebamask_synthetic/64_n96_s3",
                            data_dir=os.fspath(synthetic_data_dir))
     assert builder.is_prepared()
-    real = celebamask_dataset_builder.features(64)
-    assert builder.info.features.get_serialized_info() == real.get_serialized_info()
+    real = celebamask_dataset_builder.features(64).get_serialized_info()
+    schema = dict(builder.info.features.get_serialized_info())
+    assert "counterparts" not in real  # only synthetic faces can be redrawn
+    assert set(schema.pop("counterparts")) == set(synthetic.COUNTERPART_ATTRIBUTES)
+    assert schema == real
     counts = {s: builder.info.splits[s].num_examples for s in layout.SPLITS}
     assert sum(counts.values()) == 96 and min(counts.values()) > 0
     example = tfds.data_source(builder.info.full_name.rsplit("/", 1)[0], split="train",

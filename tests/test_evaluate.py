@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import tiny_config
 from msagan_jax import editor, errors, evaluate, input_pipeline, sweep
@@ -34,6 +36,75 @@ def test_a_mask_of_zero_returns_the_input_ssim_1_and_is_flagged_collapsed(traine
     assert m["collapsed"]
     # The output is the input, so the judge sees the old value wherever it is right.
     assert m["attribute_editing_accuracy"] == pytest.approx(1 - m["judge_accuracy_on_inputs"])
+
+
+def test_an_editor_that_does_nothing_closes_none_of_the_gap_to_the_truth(trained_run):
+    ed = force_mask(editor.load_editor(trained_run), -60.0)  # output = input
+    m = evaluate.evaluate(ed, ed.judge, batch_size=8)
+    for name in ("gap_closed", "gap_closed_to_0", "gap_closed_to_1"):
+        assert m[name] == pytest.approx(0.0, abs=1e-5), name
+    # Against the truth it is as far as the input is: positive error, finite PSNR, SSIM < 1.
+    for d in "01":
+        assert m[f"truth_l1_to_{d}"] > 0 and m[f"truth_l1_region_to_{d}"] > m[f"truth_l1_to_{d}"]
+        assert np.isfinite(m[f"truth_psnr_to_{d}"]) and m[f"truth_ssim_to_{d}"] < 1
+
+
+def _truth_metrics(image, edited, truth, target):
+    sums = evaluate.truth_sums(*map(jnp.asarray, (image, edited, truth)),
+                               jnp.ones(len(image)), jnp.asarray(target, jnp.float32))
+    totals = dict.fromkeys(evaluate._SUMS, 0.0)
+    totals.update({k: float(jnp.sum(v)) for k, v in sums.items()})
+    return evaluate._truth_metrics(totals)
+
+
+def _pairs(n=4, size=32, seed=0):
+    """Faces and their truths that differ in a square (the 'mouth'), half of them each way."""
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+    truth = image.copy()
+    truth[:, 8:20, 10:22] = rng.uniform(-1, 1, (n, 12, 12, 3))
+    return image, truth, np.arange(n) % 2
+
+
+def test_a_perfect_editor_closes_all_of_the_gap_and_matches_the_truth():
+    image, truth, target = _pairs()
+    m = _truth_metrics(image, truth, truth, target)
+    for d in "01":
+        assert m[f"gap_closed_to_{d}"] == 1.0 and m[f"truth_l1_to_{d}"] == 0
+        assert m[f"truth_l1_region_to_{d}"] == 0 and m[f"truth_psnr_to_{d}"] == np.inf
+        assert m[f"truth_ssim_to_{d}"] == pytest.approx(1.0, abs=1e-6)
+    assert m["gap_closed"] == 1.0
+
+
+def test_the_gap_closed_is_the_share_of_the_way_to_the_truth():
+    image, truth, target = _pairs()
+    nothing = _truth_metrics(image, image, truth, target)
+    assert nothing["gap_closed"] == pytest.approx(0.0, abs=1e-6)
+    halfway = _truth_metrics(image, (image + truth) / 2, truth, target)
+    assert halfway["gap_closed"] == pytest.approx(0.5, abs=1e-5)
+    # The region is where input and truth differ: there, halfway is half the input's error.
+    assert halfway["truth_l1_region_to_1"] == pytest.approx(
+        nothing["truth_l1_region_to_1"] / 2, rel=1e-4)
+    # Changing what should stay opens a gap: a negative share.
+    spoiled = image.copy()
+    spoiled[:, :4] = -spoiled[:, :4]
+    assert _truth_metrics(image, spoiled, truth, target)["gap_closed"] < 0
+
+
+def test_faces_edited_one_way_leave_the_other_ways_metrics_undefined():
+    image, truth, _ = _pairs()
+    m = _truth_metrics(image, truth, truth, np.ones(len(image)))
+    assert m["gap_closed_to_1"] == 1.0
+    assert np.isnan(m["gap_closed_to_0"]) and np.isnan(m["truth_psnr_to_0"])
+
+
+def test_the_train_split_holds_no_truth_so_its_truth_metrics_are_nan(trained_run):
+    ed = editor.load_editor(trained_run)
+    evaluator = evaluate.Evaluator(ed.config, ed.judge, split="train", num_examples=8)
+    assert evaluator.has_truth  # the dataset stores counterparts, not for this split
+    m = dict(evaluator.run(ed.g_params))
+    assert np.isnan(m["gap_closed"]) and np.isnan(m["truth_ssim_to_1"])
+    assert not np.isnan(m["ssim"])
 
 
 def test_a_mask_of_one_covers_the_guide_and_everything_outside_it(trained_run,
@@ -67,6 +138,10 @@ def test_a_run_writes_json_markdown_samples_and_tensorboard_scalars(trained_run)
     table = (trained_run / "eval" / "metrics.md").read_text()
     assert "| attribute-editing accuracy |" in table and "| SSIM(input, output) |" in table
     assert (trained_run / "eval" / "samples.png").is_file()
+    # The synthetic test split knows the true edit: input | edit | truth, each way.
+    assert metrics["gap_closed_to_0"] <= 1 and metrics["gap_closed_to_1"] <= 1
+    truth = np.asarray(Image.open(trained_run / "eval" / "truth.png"))
+    assert truth.shape[1] == 6 * 64 + 5 * 2
     events = EventAccumulator(str(trained_run)).Reload()
     assert "eval/attribute_editing_accuracy" in events.Tags()["scalars"]
     assert "eval/ssim" in events.Tags()["scalars"]

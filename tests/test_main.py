@@ -23,8 +23,8 @@ def test_main_builds_missing_synthetic_data_trains_and_resumes(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     # The console: the progress bar and our own lines; libraries' INFO goes to log.txt.
     log = (workdir / "log.txt").read_text()
-    assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24, validation 3, test 3" in log
-    assert "celebamask_synthetic/64_n30_s0/1.0.0: train 24" not in first.stderr
+    assert "celebamask_synthetic/64_n30_s0/1.1.0: train 24, validation 3, test 3" in log
+    assert "celebamask_synthetic/64_n30_s0/1.1.0: train 24" not in first.stderr
     assert "orbax" in log and "orbax" not in first.stderr.lower()
     assert "e1d1+sde: 100%" in first.stderr and "cuInit" not in first.stderr
     assert (workdir / "checkpoints" / "2").is_dir()

@@ -132,3 +132,37 @@ def test_evaluation_on_4_devices_equals_1_device_and_the_judge_trains_there(
         else:
             assert out["metrics"][name] == value, name
     assert out["judge"]["test_examples"] == 10
+
+
+def test_a_cpu_run_gets_one_device_per_core_that_every_batch_divides_by():
+    from msagan_jax import parallel
+
+    assert parallel.cpu_device_count(0, [16, 100, 32], cores=2) == 2
+    assert parallel.cpu_device_count(0, [16, 100, 32], cores=8) == 4  # 100 = 4 x 25
+    assert parallel.cpu_device_count(0, [16, 64, 64], cores=64) == parallel.MAX_CPU_DEVICES
+    assert parallel.cpu_device_count(0, [15, 64, 64], cores=2) == 1
+    assert parallel.cpu_device_count(3, [16], cores=2) == 3  # asked: validation judges it
+
+
+USE_CORES = r"""
+import json, sys
+from msagan_jax import parallel
+chosen = parallel.use_cpu_cores(0, [12, 12, 12])
+import jax
+print(json.dumps({"chosen": chosen, "devices": jax.device_count()}))
+"""
+
+
+def test_experiment_entry_splits_the_cpu_unless_the_user_set_a_device_count():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", USE_CORES], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    expected = min(os.cpu_count() or 1, 8)
+    while 12 % expected:
+        expected -= 1
+    assert json.loads(out.splitlines()[-1]) == {"chosen": expected, "devices": expected}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+    out = subprocess.run([sys.executable, "-c", USE_CORES], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert json.loads(out.splitlines()[-1]) == {"chosen": None, "devices": 3}

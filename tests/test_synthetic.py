@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy import ndimage
 import pytest
 from PIL import Image
 
@@ -45,13 +46,8 @@ def _mouth_union(face: synthetic.SyntheticFace) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    for _ in range(steps):
-        p = np.pad(mask, 1)
-        mask = np.zeros_like(mask)
-        for dy in range(3):
-            for dx in range(3):
-                mask |= p[dy:dy + mask.shape[0], dx:dx + mask.shape[1]]
-    return mask
+    """Grows `mask` by `steps` pixels, diagonals included."""
+    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=steps)
 
 
 def _paint(parts: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:

@@ -8,6 +8,9 @@ Every face is drawn from its own generator, `np.random.default_rng([seed, index]
 can be redrawn alone and faces can be drawn in parallel. All random choices are drawn before
 any attribute is decided, so `draw_face(..., overrides={"Mouth_Slightly_Open": False})` draws
 the same face with only the overridden attribute changed: paired faces for evaluation.
+`generate` writes such a counterpart of every validation and test face for each attribute of
+COUNTERPART_ATTRIBUTES (to `counterpart_path`), so an evaluator can compare an edit with
+the true edited face.
 
 Geometry is rasterised once, at the masks' resolution (half the image size), and the image is
 composed there and upscaled 2x by pixel replication before lighting and grain are applied, so
@@ -59,6 +62,13 @@ OVERRIDABLE_ATTRIBUTES = (
     "Mouth_Slightly_Open", "Narrow_Eyes", "Pale_Skin", "Rosy_Cheeks", "Smiling",
     "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Young",
 )
+
+# Local attributes whose paired counterpart (the same face with that attribute flipped)
+# `generate` writes for every validation and test face; train faces get none, so that training
+# never sees the pairs an evaluation scores against.
+COUNTERPART_ATTRIBUTES = ("Mouth_Slightly_Open", "Smiling", "Eyeglasses", "Wearing_Hat",
+                          "Bangs", "Narrow_Eyes")
+COUNTERPART_DIR = "counterparts"  # not part of CelebAMask-HQ: only synthetic folders have it
 
 _PART_LABEL = {part: label for label, part in enumerate(layout.PART_NAMES, start=1)}
 
@@ -788,11 +798,23 @@ def celeba_files(num: int, seed: int = 0) -> list[str]:
     return files
 
 
-def _write_face(job: tuple[str, int, int, int]) -> tuple[bool, ...]:
-    """Pool worker: writes face k's image and part files; returns its attribute row."""
-    root, k, size, seed = job
+def counterpart_path(root: str | os.PathLike, attribute: str, k: int) -> str:
+    """Path of face k's counterpart with `attribute` flipped (validation and test faces)."""
+    return os.path.join(root, COUNTERPART_DIR, attribute, f"{k}.jpg")
+
+
+def _write_face(job: tuple[str, int, int, int, bool]) -> tuple[bool, ...]:
+    """Pool worker: writes face k's image and part files, and its counterparts when `paired`;
+    returns its attribute row."""
+    root, k, size, seed, paired = job
     face = draw_face(k, size, seed)
     Image.fromarray(face.image).save(layout.image_path(root, k), quality=95)
+    if paired:
+        for attribute in COUNTERPART_ATTRIBUTES:
+            flipped = draw_face(k, size, seed,
+                                overrides={attribute: not face.attributes[attribute]})
+            # Saved exactly as the face is, so both go through the same JPEG loss.
+            Image.fromarray(flipped.image).save(counterpart_path(root, attribute, k), quality=95)
     mask_dir = os.path.dirname(layout.mask_path(root, k, "skin"))
     os.makedirs(mask_dir, exist_ok=True)
     for part, mask in face.parts.items():
@@ -826,7 +848,7 @@ def _prepare(out_dir: str) -> None:
         for stale in (name, name + ".tmp"):
             if os.path.exists(os.path.join(out_dir, stale)):
                 os.remove(os.path.join(out_dir, stale))
-    for name in (layout.IMAGE_DIR, layout.MASK_DIR):
+    for name in (layout.IMAGE_DIR, layout.MASK_DIR, COUNTERPART_DIR):
         shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
 
 
@@ -834,9 +856,10 @@ def generate(out_dir: str | os.PathLike, num: int, size: int = 1024, seed: int =
              workers: int = 1) -> None:
     """Writes synthetic faces 0..num-1 to out_dir in CelebAMask-HQ's layout.
 
-    Images are JPEG (quality 95), part files RGB 0/255 PNGs at half size; the attribute and
-    mapping files are written last. out_dir must be new, empty or an earlier synthetic folder
-    (which is replaced).
+    Images are JPEG (quality 95), part files RGB 0/255 PNGs at half size; validation and
+    test faces also get their counterparts (see COUNTERPART_ATTRIBUTES), JPEGs like the faces.
+    The attribute and mapping files are written last. out_dir must be new, empty or an earlier
+    synthetic folder (which is replaced).
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
@@ -849,7 +872,11 @@ def generate(out_dir: str | os.PathLike, num: int, size: int = 1024, seed: int =
                       f"Synthetic faces drawn by tfds_celebamask.synthetic, not CelebAMask-HQ.\n"
                       f"num={num} size={size} seed={seed}\n")
     os.makedirs(os.path.join(out_dir, layout.IMAGE_DIR))
-    jobs = [(out_dir, k, size, seed) for k in range(num)]
+    # Made even when every face is train: a folder without it predates counterparts.
+    for attribute in COUNTERPART_ATTRIBUTES:
+        os.makedirs(os.path.join(out_dir, COUNTERPART_DIR, attribute))
+    jobs = [(out_dir, k, size, seed, layout.split_of(name) != "train")
+            for k, name in enumerate(files)]
     if workers > 1:
         # spawn: safe even when the caller has threads (JAX, TensorFlow) running.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:

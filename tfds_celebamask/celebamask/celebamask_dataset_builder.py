@@ -106,10 +106,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=self.DESCRIPTION,
-            features=features(self.builder_config.resolution),
+            features=self._features(),
             homepage="https://github.com/switchablenorms/CelebAMask-HQ",
             citation=_CITATION,
         )
+
+    def _features(self) -> tfds.features.FeaturesDict:
+        """The schema at this config's resolution; a builder that stores more extends it."""
+        return features(self.builder_config.resolution)
+
+    def _face_encoder(self) -> pool.EncodeFn:
+        """Makes each example from a face, in the worker processes; it goes with `_features`.
+
+        Must return a module-level function: the workers receive it pickled.
+        """
+        return pool.encode_face
 
     def _source_dir(self, dl_manager: tfds.download.DownloadManager) -> str:
         """The folder holding the CelebAMask-HQ layout: the manual dir, checked."""
@@ -132,7 +143,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # A partial download may lack a split; TFDS refuses empty ones.
         by_split = {split: rs for split, rs in by_split.items() if rs}
         reader = pool.FaceReader(root, self.builder_config.resolution, len(records),
-                                 num_splits=len(by_split))
+                                 num_splits=len(by_split), encode=self._face_encoder())
         return {split: self._generate_examples(reader, rs) for split, rs in by_split.items()}
 
     def _generate_examples(self, reader: pool.FaceReader, records: list[layout.FaceRecord]):

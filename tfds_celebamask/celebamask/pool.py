@@ -11,7 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import layout
@@ -40,9 +40,15 @@ def encode_face(root: str, record: layout.FaceRecord, resolution: int) -> dict[s
     }
 
 
-def _encode_task(task: tuple[str, layout.FaceRecord, int]) -> tuple[int, dict[str, Any]]:
-    root, record, resolution = task
-    return record.index, encode_face(root, record, resolution)
+# A function (root, record, resolution) -> example, like encode_face. Workers receive it
+# pickled, so it must be a module-level function.
+EncodeFn = Callable[[str, layout.FaceRecord, int], dict[str, Any]]
+
+
+def _encode_task(task: tuple[EncodeFn, str, layout.FaceRecord, int]
+                 ) -> tuple[int, dict[str, Any]]:
+    encode, root, record, resolution = task
+    return record.index, encode(root, record, resolution)
 
 
 @contextlib.contextmanager
@@ -86,18 +92,20 @@ class FaceReader:
 
     Starting a spawned worker costs seconds (a fresh interpreter importing TFDS), so the pool
     is started once, on first use, and shared by the splits' generators; it closes when the
-    last of them finishes.
+    last of them finishes. `encode` makes each example (default: `encode_face`); a builder
+    that stores more per face passes its own module-level function.
     """
 
-    def __init__(self, root: str, resolution: int, num_faces: int, num_splits: int):
-        self.root, self.resolution = root, resolution
+    def __init__(self, root: str, resolution: int, num_faces: int, num_splits: int,
+                 encode: EncodeFn = encode_face):
+        self.root, self.resolution, self.encode_fn = root, resolution, encode
         self.workers = worker_count(num_faces)
         self._open_splits = num_splits
         self._pool: Any = None
 
     def encode(self, records: list[layout.FaceRecord]) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yields (key, example) for `records`, in order."""
-        tasks = [(self.root, r, self.resolution) for r in records]
+        tasks = [(self.encode_fn, self.root, r, self.resolution) for r in records]
         try:
             if self.workers == 1:
                 yield from map(_encode_task, tasks)

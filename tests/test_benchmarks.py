@@ -1,0 +1,140 @@
+"""benchmarks/gpu_check.py's summaries, tables and files, from a made-up report (no JAX, no
+run), and train_speed's peak table."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import gpu_check  # after the path: benchmarks/ is not installed
+
+
+def _row(structure, dtype="float32", conv="xla", batch=16, images=1000.0, share=0.05):
+    return {"part": "fp32", "structure": structure, "compute_dtype": dtype, "conv_impl": conv,
+            "batch_size": batch, "compile_s": 21.5, "iteration_s": 64 / images,
+            "images_per_s": images, "flops_per_s": 49.5e12, "share_of_peak": share,
+            "peak_memory_bytes": 3 * 2 ** 30, "program_memory_bytes": 2 ** 30}
+
+
+def fake_report() -> dict:
+    rounds = [{"torch_e2d2": [0.10, 0.12, 0.11], "ours_e2d2": [0.05, 0.05, 0.06],
+               "ours_e1d1": [0.04, 0.04, 0.04]},
+              {"torch_e2d2": [0.12, 0.12, 0.12], "ours_e2d2": [0.06, 0.06, 0.06],
+               "ours_e1d1": [0.03, 0.03, 0.03]}]
+    sbs = {"rounds": rounds, "iterations": 3,
+           "torch_ready": {"torch": "2.11.0", "device": "NVIDIA H100 80GB HBM3",
+                           "cudnn_allow_tf32": True, "cudnn_benchmark": False},
+           "ours_ready": {"conv_impl": {"e2d2": "xla", "e1d1": "xla"}},
+           **gpu_check.summarize_side_by_side(rounds)}
+    report = {
+        "settings": {"tiny": False, "budget_s": 330, "batch_size": 16, "image_size": 128,
+                     "recipe": {}},
+        "dataset": "celebamask_synthetic/128_n2000_s0", "elapsed_s": 301.2,
+        "parts": {"env": {"status": "ok", "wall_s": 12.0, "timeout_s": 45},
+                  "fp32": {"status": "partial", "wall_s": 120.0, "timeout_s": 120,
+                           "note": "a | pipe"},
+                  "matmul_bf16": {"status": "skipped", "note": "no budget left"}},
+        "env": {"nvidia_smi": "NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04",
+                "device_kind": "NVIDIA H100 80GB HBM3", "backend": "gpu", "platform": "gpu",
+                "device_count": 1, "python": "3.12.3",
+                "versions": {"jax": "0.11.2", "jaxlib": "0.11.2", "flax": "0.12.8"},
+                "peak_tflops": 989.4, "peak_source": "datasheet",
+                "matmul": {"n": 8192, "tflops_median": 791.5}, "import_errors": {}},
+        "train_speed": [_row("e1d1", images=2000.0), _row("e2d2", images=1000.0),
+                        _row("e1d1", dtype="bfloat16", share=None)],
+        "not_run": [{"part": "fp32", "structure": "e2d1", "batch_size": 16,
+                     "compute_dtype": "float32", "conv_impl": "xla", "reason": "time limit"}],
+        "side_by_side": sbs,
+        "main_job": {
+            "build": {"dataset": "celebamask_synthetic/128_n2000_s0", "faces": 2000,
+                      "build_s": 20.0, "faces_per_s": 100.0, "workers": 16, "cpu_count": 16,
+                      "splits": {"train": 1600}, "tensorflow_imported": False},
+            "train": {"rc": 0, "wall_s": 50.0, "num_train_steps": 200, "checkpoints": [100, 200],
+                      "resumed_from": None, "timing": {"images_per_s": 1500.0}},
+            "resume": {"rc": 0, "wall_s": 30.0, "num_train_steps": 300,
+                       "checkpoints": [100, 200, 300], "resumed_from": 200,
+                       "timing": {"images_per_s": 1600.0, "iterations_per_s_by_log": [1, 2]}}},
+    }
+    report["main_job_speed"] = gpu_check.main_job_speed(report)
+    return report
+
+
+def test_side_by_side_medians_and_ratios():
+    s = gpu_check.summarize_side_by_side(fake_report()["side_by_side"]["rounds"])
+    assert s["systems"]["torch_e2d2"]["round_medians_s"] == [0.11, 0.12]
+    assert s["systems"]["torch_e2d2"]["median_s"] == pytest.approx(0.12)
+    assert s["ratios"]["ours_e2d2"]["by_round"] == pytest.approx([0.11 / 0.05, 2.0])
+    assert s["ratios"]["ours_e1d1"]["overall"] == pytest.approx(0.12 / 0.035)
+    assert gpu_check.summarize_side_by_side([]) == {"systems": {}, "ratios": {}}
+
+
+def test_main_job_speed_compares_with_the_matching_random_batch_row():
+    speed = fake_report()["main_job_speed"]
+    # The resumed run's timing.json; train_speed's E1D1 float32 xla (auto's choice on a GPU).
+    assert speed["images_per_s"] == 1600.0
+    assert speed["random_batch_images_per_s"] == 2000.0
+    assert speed["ratio"] == pytest.approx(0.8)
+    assert gpu_check.main_job_speed({"main_job": None}) is None
+
+
+def test_tables_and_files(tmp_path):
+    report = fake_report()
+    tables = gpu_check.write_outputs(report, tmp_path)
+    assert (tmp_path / "gpu_check.md").read_text() == tables
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["dataset"] == report["dataset"]
+    lines = tables.splitlines()
+    # The training-speed table comes last, with the rows not run at its end.
+    assert lines[-1].startswith("| e2d1 | fp32 | xla | 16 | not run: time limit")
+    assert "| e1d1 | fp32 | xla | 16 | 21.5 | 0.0320 | 2000.0 | 49.50 | 5.0% | 3.00 | 1.00 |" \
+        in lines
+    assert "| e1d1 | bf16 | xla | 16 | 21.5 | 0.0640 | 1000.0 | 49.50 | n/a | 3.00 | 1.00 |" \
+        in lines
+    assert "| fp32 | partial | 120 | 120 | a / pipe |" in lines  # a '|' in a note is escaped
+    assert "| matmul_bf16 | skipped | - | - | no budget left |" in lines
+    assert any("791.5 TFLOP/s (80% of the datasheet peak)" in line for line in lines)
+    assert any(line.startswith(
+        "| ours E2D2 | 0.0500, 0.0600 | 0.0600 | 1066.7 | 2.00x (2.20, 2.00)") for line in lines)
+    assert any("resumed from 200" in line and "[100, 200, 300]" in line for line in lines)
+    assert any("1600.0 vs 2000.0 images/s" in line and "0.80x" in line for line in lines)
+    # Every table row has as many cells as its header.
+    header_cells = None
+    for line in lines:
+        if line.startswith("| ") and line.endswith(" |"):
+            cells = line.count(" | ") + 1
+            if header_cells is None:
+                header_cells = cells
+            elif line.startswith("| ---"):
+                assert cells == header_cells, line
+        else:
+            header_cells = None
+
+
+def test_settings():
+    tiny, gpu = gpu_check.settings(True), gpu_check.settings(False)
+    assert tiny.dataset_config == "64_n40_s0"
+    assert gpu.dataset_config == "128_n2000_s0"
+    assert gpu_check.settings(False, faces=10000).dataset_config == "128"  # the standard one
+    assert set(gpu.caps) >= {"env", "fp32", "build", "train", "resume", "torch", "bf16",
+                             "big_fp32", "big_bf16", "matmul_fp32", "matmul_bf16"}
+
+
+def test_light_imports_and_peak_table():
+    """gpu_check imports no JAX (the driver only starts children); train_speed's peak table by
+    device kind, in a child process (its absl flags stay out of this one)."""
+    code = ("import sys; from benchmarks import gpu_check; assert 'jax' not in sys.modules\n"
+            "from benchmarks.train_speed import peak_tflops\n"
+            "assert peak_tflops('NVIDIA H100 80GB HBM3')[0] == 989.4\n"
+            "assert peak_tflops('NVIDIA H200')[0] == 989.4\n"
+            "assert peak_tflops('NVIDIA H200 NVL')[0] is None\n"  # another part's peak
+            "assert peak_tflops('cpu')[0] is None\n"
+            "assert peak_tflops('cpu', 100.0) == (100.0, '--peak_tflops')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
