@@ -4,7 +4,7 @@
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (800 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: about 12 minutes on 2 CPU
+200 validation faces every 100), and evaluates on the 400 test faces: about 14 minutes on 2 CPU
 cores. The network is the paper's recipe made narrower and shallower for 64 px.
 """
 
