@@ -353,6 +353,8 @@ def truth_sheet(ed: editor_lib.Editor, split: str, n: int = 4) -> np.ndarray | N
         return None
     picked: dict[float, list[dict[str, np.ndarray]]] = {0.0: [], 1.0: []}
     for i in range(len(source)):
+        if min(len(v) for v in picked.values()) == n:
+            break
         element = source[i]
         if element["has_counterpart"] and len(picked[float(element["label"])]) < n:
             picked[float(element["label"])].append(element)

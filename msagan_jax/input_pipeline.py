@@ -179,13 +179,18 @@ class DatasetNotFoundError(errors.Error, FileNotFoundError):
                          f"{task.data_dir or 'the default TFDS data dir'} ({cause}); {how}")
 
 
+def _to_model_range(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [-1, 1]."""
+    x = np.multiply(pixels, np.float32(1 / 127.5), dtype=np.float32)
+    x -= 1.0  # in place: one pass over the pixels fewer
+    return x
+
+
 def _scale(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """uint8 batch -> the model's batch: image in [-1, 1], mask in {0, 1}, both float32."""
-    image = np.multiply(batch["image"], np.float32(1 / 127.5), dtype=np.float32)
-    image -= 1.0  # in place: one pass over the pixels fewer
-    scaled = {**batch, "image": image}
+    scaled = {**batch, "image": _to_model_range(batch["image"])}
     if "counterpart" in batch:  # the true edit, on the image's scale
-        scaled["counterpart"] = batch["counterpart"] * np.float32(1 / 127.5) - np.float32(1)
+        scaled["counterpart"] = _to_model_range(batch["counterpart"])
     if "mask" in batch:
         scaled["mask"] = batch["mask"].astype(np.float32)
     return scaled
