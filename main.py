@@ -51,6 +51,8 @@ flags.DEFINE_bool("verbose", False, "Show every library's INFO lines too (they a
 flags.DEFINE_integer("seeds", 1, "sweep: seeds 0..N-1 of every model.")
 flags.DEFINE_list("structures", None, "sweep: a subset of e2d2,e2d1,e1d2,e1d1.")
 flags.DEFINE_list("mask_losses", None, "sweep: a subset of none,mae,mse,sde.")
+flags.DEFINE_bool("report_only", False, "sweep: train nothing; write the report of the runs "
+                  "finished so far.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: how many processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
@@ -101,7 +103,7 @@ def _dispatch() -> int:
     if FLAGS.mode == "sweep":
         results = sweep.run_sweep(_config(), FLAGS.workdir, range(FLAGS.seeds),
                                   FLAGS.structures or sweep.STRUCTURES,
-                                  FLAGS.mask_losses or sweep.MASK_LOSSES)
+                                  FLAGS.mask_losses or sweep.MASK_LOSSES, FLAGS.report_only)
         return 0 if results is not None else STOPPED
     if FLAGS.mode == "evaluate":
         print(evaluate.markdown_table(evaluate.evaluate_run(FLAGS.workdir, FLAGS.judge,

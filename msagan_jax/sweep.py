@@ -6,7 +6,8 @@ Lays out <workdir>/judge (trained once) and <workdir>/runs/<structure>_<loss>_s<
 an ordinary training workdir, then writes <workdir>/report.md, results.csv and figures like
 the paper's Figs 6-8 plus a Figs 3-5 sample sheet. A finished run (eval/metrics.json at its
 last step) is skipped, an unfinished one resumes from its checkpoint: run the same command
-again after a crash.
+again after a crash (add --report_only to report the runs finished so far). The report's
+verdicts on the paper's claims and its learning-curve figure are in sweep_claims.py.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from msagan_jax import config_lib, console, editor as editor_lib, errors, evaluate, experiment
-from msagan_jax import input_pipeline, losses, models, parallel, train, visualize
+from msagan_jax import input_pipeline, losses, models, parallel, sweep_claims, train, visualize
 
 STRUCTURES = tuple(models.STRUCTURES)  # e2d2, e2d1, e1d2, e1d1
 MASK_LOSSES = tuple(losses.MASK_LOSSES)  # none, mae, mse, sde
@@ -60,14 +61,26 @@ def _finished(run_dir: pathlib.Path, num_steps: int) -> dict | None:
     return metrics if metrics.get("step") == num_steps else None
 
 
+def plan_runs(seeds: Sequence[int], structures: Sequence[str],
+              mask_losses: Sequence[str]) -> list[tuple[str, str, int]]:
+    """Every (structure, mask loss, seed), a seed at a time, in diagonals of the structure x
+    loss grid: the first 4 runs of a seed hold each structure and each loss once, so a sweep
+    cut short (it takes hours on a CPU) already reports on every factor."""
+    n = max(len(structures), len(mask_losses))
+    order = sorted(((i, j) for i in range(len(structures)) for j in range(len(mask_losses))),
+                   key=lambda ij: ((ij[1] - ij[0]) % n, ij[0]))
+    return [(structures[i], mask_losses[j], seed) for seed in seeds for i, j in order]
+
+
 def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequence[int],
-              structures: Sequence[str] = STRUCTURES,
-              mask_losses: Sequence[str] = MASK_LOSSES) -> list[dict[str, Any]] | None:
+              structures: Sequence[str] = STRUCTURES, mask_losses: Sequence[str] = MASK_LOSSES,
+              report_only: bool = False) -> list[dict[str, Any]] | None:
     """Trains and evaluates every (structure, mask loss, seed), then writes the report.
-    Returns the runs' metrics, or None when a signal stopped it (run again to resume)."""
+    Returns the runs' metrics, or None when a signal stopped it (run again to resume).
+    report_only: train nothing; report the runs finished so far (a sweep still under way)."""
     workdir = pathlib.Path(workdir).absolute()
     judge_dir = workdir / "judge"
-    plan = [(s, m, seed) for seed in seeds for s in structures for m in mask_losses]
+    plan = plan_runs(seeds, structures, mask_losses)
     if not plan:
         raise errors.ConfigError("the sweep has no run: give at least one structure, mask "
                                  "loss and seed")
@@ -80,6 +93,8 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
         jax.config.update("jax_compilation_cache_dir", os.fspath(workdir / "jax_cache"))
     info = input_pipeline.prepare(base)
     num_steps = train.num_train_steps(base, info.splits["train"].num_examples)
+    if report_only:
+        return _report_finished(workdir, plan, num_steps, base)
     judged = experiment.ensure_judge(configs[0], workdir / "runs")
     if judged is not None and not judged.finished:
         return None
@@ -98,6 +113,18 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
             console.say(f"sweep {i + 1}/{len(plan)}: {run_dir.name} is done")
         results.append(metrics)
     write_report(workdir, results, base)
+    return results
+
+
+def _report_finished(workdir: pathlib.Path, plan: list[tuple[str, str, int]], num_steps: int,
+                     base: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+    """The report of the runs in `plan` that have finished (--report_only)."""
+    results = [metrics for structure, loss, seed in plan if (metrics := _finished(
+        workdir / "runs" / run_name(structure, loss, seed), num_steps))]
+    if not results:
+        raise errors.InputError(f"{workdir}: no finished run to report yet")
+    path = write_report(workdir, results, base, planned=len(plan))
+    console.say(f"{len(results)} of {len(plan)} runs finished: {path}")
     return results
 
 
@@ -216,41 +243,47 @@ def _figures(workdir: pathlib.Path, results: list[dict], losses_: list[str],
                 "Training time per epoch of the train split")
 
 
+def _group_row(name: str, runs: list[dict], extra: str = "") -> str:
+    acc, ssim, gap = "attribute_editing_accuracy", "ssim", "gap_closed"
+    return (f"| {name} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
+            f"{_fmt(*_mean_std([r.get(gap) for r in runs]), True)} | "
+            f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
+            f"{sum(r['collapsed'] for r in runs)} of {len(runs)} |{extra}")
+
+
 def _group_tables(results: list[dict], losses_: list[str],
                   structures: list[str]) -> list[str]:
     """The report's tables by mask loss (Fig. 6) and by structure (Fig. 7)."""
-    acc, ssim = "attribute_editing_accuracy", "ssim"
+    heads = "attribute-editing accuracy | gap to the truth closed | SSIM | collapsed runs |"
     lines = ["## By mask loss (paper Fig. 6: no mask 66%, MAE 80%, MSE 79%, SDE 86%)", "",
-             "| mask loss | attribute-editing accuracy | SSIM | collapsed runs |",
-             "| --- | --- | --- | --- |"]
-    for m in losses_:
-        runs = [r for r in results if r["mask_loss"] == m]
-        lines.append(f"| {m} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
-                     f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
-                     f"{sum(r['collapsed'] for r in runs)} of {len(runs)} |")
+             f"| mask loss | {heads}", "| --- " * 5 + "|"]
+    lines += [_group_row(m, [r for r in results if r["mask_loss"] == m]) for m in losses_]
     lines += ["", "## By structure (paper Fig. 7: E2D2 81%, E2D1 62%, E1D2 84%, E1D1 85%)", "",
-              "| structure | attribute-editing accuracy | SSIM | collapsed runs | s per epoch |",
-              "| --- | --- | --- | --- | --- |"]
+              f"| structure | {heads} s per epoch |", "| --- " * 6 + "|"]
     for s in structures:
         runs = [r for r in results if r["structure"] == s]
         t = _mean_std([r.get("seconds_per_epoch") for r in runs])
-        lines.append(f"| {s.upper()} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
-                     f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
-                     f"{sum(r['collapsed'] for r in runs)} of {len(runs)} | "
-                     f"{t[0]:.1f} ± {t[1]:.1f} |")
+        lines.append(_group_row(s.upper(), runs, f" {t[0]:.1f} ± {t[1]:.1f} |"))
     return lines
 
 
-def write_report(workdir: os.PathLike, results: list[dict],
-                 base: ml_collections.ConfigDict) -> pathlib.Path:
+def write_report(workdir: os.PathLike, results: list[dict], base: ml_collections.ConfigDict,
+                 planned: int | None = None) -> pathlib.Path:
     """report.md, results.csv, fig6_by_mask_loss.png, fig7_by_structure.png,
-    fig8_time_per_epoch.png and sample_sheet.png in `workdir`."""
+    fig8_time_per_epoch.png, fig_learning_curves.png and sample_sheet.png in `workdir`;
+    `planned` (more than len(results)): the report of a sweep still under way."""
     workdir = pathlib.Path(workdir)
+    results = sorted(results, key=lambda r: (r["seed"], STRUCTURES.index(r["structure"]),
+                                             MASK_LOSSES.index(r["mask_loss"])))
     write_csv(workdir / "results.csv", results)
     losses_ = [m for m in MASK_LOSSES if any(r["mask_loss"] == m for r in results)]
     structures = [s for s in STRUCTURES if any(r["structure"] == s for r in results)]
     seeds = sorted({r["seed"] for r in results})
     _figures(workdir, results, losses_, structures, seeds)
+    curves = {(r["structure"], r["mask_loss"], r["seed"]): sweep_claims.read_curve(
+        workdir / "runs" / run_name(r["structure"], r["mask_loss"], r["seed"])) for r in results}
+    curve_fig = sweep_claims.curve_figure(workdir / "fig_learning_curves.png", curves,
+                                          structures, losses_)
     sheet = _sample_sheet(workdir, results, base)
 
     judge = json.loads((workdir / "judge" / "results.json").read_text())
@@ -264,11 +297,15 @@ def write_report(workdir: os.PathLike, results: list[dict],
         f"({', '.join(map(str, seeds))}), {results[0]['examples']} {base.eval_split} faces "
         f"each edited to the opposite value. Judge: ResNet-{depth}, test "
         f"accuracy {judge.get('test_accuracy', float('nan')):.2%}. Training device: {device}.",
+        *(["", f"**Partial: {len(results)} of the {planned} planned runs have finished.**"]
+          if planned and planned > len(results) else []),
+        "", *sweep_claims.verdict_lines(results, losses_, structures),
         "", *_group_tables(results, losses_, structures),
         "", "## Every run", "", *_every_run_table(results),
         "", f"Collapsed runs (mean mask inside the guide < {base.collapse_threshold}): "
         f"{', '.join(collapsed) if collapsed else 'none'}.", "",
         "Figures: fig6_by_mask_loss.png, fig7_by_structure.png, fig8_time_per_epoch.png"
+        + (", fig_learning_curves.png (validation during training)" if curve_fig else "")
         + (", sample_sheet.png (paper Figs 3-5)." if sheet else "."), ""]
     path = workdir / "report.md"
     path.write_text("\n".join(lines))

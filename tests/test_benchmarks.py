@@ -138,3 +138,41 @@ def test_light_imports_and_peak_table():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_step_pieces_derives_the_d_step_the_g_step_and_the_penalty_from_whole_iterations():
+    from benchmarks import step_pieces
+
+    results = {("ours", "g_forward"): [1.0, 1.2, 1.1], ("ours", "iteration_1"): [12.0],
+               ("ours", "iteration_3"): [16.0], ("ours", "no_gp_3"): [15.4],
+               ("reference", "g_forward"): [1.0], ("reference", "iteration_1"): [9.0],
+               ("reference", "iteration_3"): [11.0], ("reference", "no_gp_3"): [10.7]}
+    rows = dict(step_pieces.summarize(results, ["ours", "reference"]))
+    assert rows["g_forward"]["ours"] == pytest.approx(1.1)  # the median
+    assert rows["d_step"] == pytest.approx({"ours": 2.0, "reference": 1.0})
+    assert rows["g_step"] == pytest.approx({"ours": 10.0, "reference": 8.0})
+    assert rows["gp_per_d_step"] == pytest.approx({"ours": 0.2, "reference": 0.1})
+    table = step_pieces.format_table(list(rows.items()), ["ours", "reference"])
+    assert "| g_step | 10.000 | 8.000 | 1.25x |" in table
+
+
+def test_profile_step_names_a_fusion_by_its_own_op_name_or_else_its_body_s(tmp_path):
+    from benchmarks import profile_step
+
+    (tmp_path / "hlo").mkdir()
+    (tmp_path / "hlo" / "module_0002.jit_train_iteration.cpu_after_optimizations.txt").write_text(
+        "%fused_computation.7 (param_0: f32[8,4]) -> f32[4,4] {\n"
+        "  %param_0 = f32[8,4]{1,0} parameter(0)\n"
+        '  ROOT %dot.1 = f32[4,4]{1,0} dot(%param_0, %param_0), metadata={op_name="jit(train'
+        '_iteration)/transpose(jvp(Generator))/F/decoder/UpConv_2/dot_general"}\n'
+        "}\n\n"
+        "ENTRY %main.9 (p: f32[8,4]) -> f32[4,4] {\n"
+        "  %ynn_fusion.7 = f32[4,4]{1,0} fusion(%p), kind=kCustom, calls=%fused_computation.7\n"
+        '  ROOT %copy.3 = f32[4,4]{1,0} copy(%ynn_fusion.7), metadata={op_name="jit(train_itera'
+        'tion)/jvp(Generator)/F/copy"}\n'
+        "}\n")
+    sources = profile_step._hlo_sources(str(tmp_path))
+    assert sources["ynn_fusion.7"] == (
+        "f32[4,4]{1,0}", "jit(train_iteration)/transpose(jvp(Generator))/F/decoder/UpConv_2/"
+        "dot_general")
+    assert sources["copy.3"][1].endswith("jvp(Generator)/F/copy")

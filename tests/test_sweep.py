@@ -31,9 +31,28 @@ def test_the_sweep_trains_evaluates_and_reports_every_model(finished_sweep):
     report = (workdir / "report.md").read_text()
     assert "## By mask loss" in report and "## By structure" in report
     assert "| E2D2 | sde | 0 |" in report
+    assert "## The paper's claims" in report and "- **SDE is the best mask loss" in report
+    assert "Partial" not in report
     for figure in ("fig6_by_mask_loss.png", "fig7_by_structure.png", "fig8_time_per_epoch.png",
-                   "sample_sheet.png"):
+                   "fig_learning_curves.png", "sample_sheet.png"):
         assert (workdir / figure).stat().st_size > 1000, figure
+
+
+def test_report_only_reports_the_finished_runs_of_a_sweep_under_way_and_trains_nothing(
+        finished_sweep, monkeypatch):
+    base, workdir, _ = finished_sweep
+    metrics = workdir / "runs" / "e2d2_sde_s0" / "eval" / "metrics.json"
+    saved = metrics.read_bytes()
+    metrics.unlink()
+    monkeypatch.setattr(experiment, "train_and_evaluate", None)  # calling it would fail
+    try:
+        results = sweep.run_sweep(base, workdir, **PLAN, report_only=True)
+    finally:
+        metrics.write_bytes(saved)
+    assert len(results) == 3
+    report = (workdir / "report.md").read_text()
+    assert "**Partial: 3 of the 4 planned runs have finished.**" in report
+    assert "| E2D2 | sde | 0 |" not in report and "| E1D1 | sde | 0 |" in report
 
 
 def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_sweep,
@@ -56,3 +75,13 @@ def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_
 def test_an_unknown_structure_is_refused_by_name(synthetic_data_dir, tmp_path):
     with pytest.raises(errors.ConfigError, match=r"unknown structure 'e3d3'"):
         sweep.run_sweep(tiny_config(synthetic_data_dir), tmp_path, [0], ["e3d3"])
+
+
+def test_the_first_runs_of_a_seed_hold_every_structure_and_every_loss_once():
+    plan = sweep.plan_runs([0, 1], sweep.STRUCTURES, sweep.MASK_LOSSES)
+    assert len(plan) == len(set(plan)) == 32
+    first = plan[:4]
+    assert {s for s, _, _ in first} == set(sweep.STRUCTURES)
+    assert {m for _, m, _ in first} == set(sweep.MASK_LOSSES)
+    assert {seed for _, _, seed in plan[:16]} == {0}
+    assert len(set(sweep.plan_runs([0], ["e2d2", "e1d1"], sweep.MASK_LOSSES))) == 8

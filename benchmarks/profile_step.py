@@ -1,0 +1,135 @@
+"""Which XLA operations an iteration spends its time in: a jax.profiler trace, read per op.
+
+    python -m benchmarks.profile_step --out /tmp/prof [--structure e2d2] [--d_steps 1]
+        [--batch_size 16] [--image_size 128] [--conv_impl matmul] [--top 30]
+
+Compiles the training iteration with XLA's optimized HLO dumped to <out>/hlo, traces 2
+iterations into <out>/trace, then lists the operations (thunks) by time with the layer each
+comes from (the HLO's op_name: `jvp(...)` is the forward pass, `transpose(jvp(...))` the
+backward, `while/...` the D steps) and totals by kind. Reading the trace needs xprof, which
+conflicts with nothing here but is no dependency: `pip install xprof` (any environment), then
+`python -m benchmarks.profile_step --analyze /tmp/prof` reads what a run wrote.
+
+Times are per iteration and per thread: two operations can run at once on 2 cores, so the
+total exceeds the wall time. `--d_steps 1` isolates the G step (the D steps' share shrinks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import sys
+
+TRACED_ITERATIONS = 2
+_WRAPPERS = ("ThreadpoolListener", "ThunkExecutor", "SlinkyThreadPool", "PjRt", "Execute")
+
+
+def record(args: argparse.Namespace) -> None:
+    """Dumps the HLO and traces TRACED_ITERATIONS iterations (after one warm-up)."""
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={args.out}/hlo"
+                               " --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$")
+    import jax
+
+    from benchmarks import train_speed
+    from configs import default
+
+    config = train_speed.make_config(default.get_config(), args.structure, args.batch_size,
+                                     args.image_size, "float32", args.conv_impl)
+    config.d_steps = args.d_steps
+    prepared = train_speed.prepare(config)
+    train_speed.run_iterations(prepared, 1)
+    jax.profiler.start_trace(f"{args.out}/trace")
+    times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
+    jax.profiler.stop_trace()
+    print(f"traced {TRACED_ITERATIONS} iterations: " + ", ".join(f"{t:.2f} s" for t in times))
+
+
+def _thunk_times(out: str) -> dict[str, float]:
+    """Microseconds per iteration of each thunk, from the trace (needs xprof)."""
+    try:
+        from xprof.convert import raw_to_tool_data
+    except ImportError:
+        sys.exit("reading the trace needs xprof: pip install xprof, then --analyze " + out)
+    path = glob.glob(f"{out}/trace/plugins/profile/*/*.xplane.pb")
+    if not path:
+        sys.exit(f"no trace under {out}/trace: run without --analyze first")
+    data, _ = raw_to_tool_data.xspace_to_tool_data([sorted(path)[-1]], "trace_viewer", {})
+    events = json.loads(data)["traceEvents"]
+    threads = {e["tid"]: e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    times: collections.Counter = collections.Counter()
+    for e in events:
+        thread = threads.get(e.get("tid"), "")
+        if (e.get("ph") == "X" and ("XLAPjRtCpuClient" in thread or "XLAEigen" in thread)
+                and not e["name"].startswith(_WRAPPERS)):
+            times[e["name"]] += e["dur"] / TRACED_ITERATIONS
+    return times
+
+
+def _hlo_sources(out: str) -> dict[str, tuple[str, str]]:
+    """HLO instruction name -> (result shape, op_name), the op_name of a fusion from its body."""
+    files = glob.glob(f"{out}/hlo/*jit_train_iteration.cpu_after_optimizations.txt")
+    if not files:
+        sys.exit(f"no optimized HLO under {out}/hlo")
+    instructions, body_source, computation = {}, {}, None
+    for line in open(sorted(files)[-1]):
+        head = re.match(r"%?([\w.\-]+) .*\{$", line)
+        if head and "=" not in line.split("{")[0]:
+            computation = head.group(1)
+            continue
+        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+)", line)
+        source = re.search(r'op_name="([^"]*)"', line)
+        if m and m.group(1) not in instructions:
+            calls = re.search(r"calls=%?([\w.\-]+)", line)
+            instructions[m.group(1)] = (m.group(2), source.group(1) if source else "",
+                                        calls.group(1) if calls else "")
+        if computation and source and computation not in body_source:
+            body_source[computation] = source.group(1)
+    return {name: (shape, source or body_source.get(calls, "?"))
+            for name, (shape, source, calls) in instructions.items()}
+
+
+def analyze(out: str, top: int) -> None:
+    """Prints the top thunks, then the totals by kind of operation."""
+    times, sources = _thunk_times(out), _hlo_sources(out)
+    print(f"thread time per iteration: {sum(times.values()) / 1e6:.2f} s")
+    for name, us in times.most_common(top):
+        shape, source = sources.get(name, ("", "?"))
+        source = re.sub(r"^jit\(train_iteration\)/", "", source)
+        print(f"{us / 1e3:8.1f} ms  {name:30s} {shape[:34]:34s} {source[-90:]}")
+    kinds: collections.Counter = collections.Counter()
+    for name, us in times.items():
+        kinds[re.sub(r"[.\d]+$", "", name)] += us
+    print("\nby kind:")
+    for kind, us in kinds.most_common(12):
+        print(f"{us / 1e3:8.1f} ms  {kind}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="/tmp/msagan_profile")
+    parser.add_argument("--analyze", metavar="DIR", help="read what an earlier run wrote")
+    parser.add_argument("--structure", default="e2d2")
+    parser.add_argument("--d_steps", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--image_size", type=int, default=128)
+    parser.add_argument("--conv_impl", default=None)
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    if args.analyze:
+        return analyze(args.analyze, args.top)
+    record(args)
+    try:
+        import xprof  # noqa: F401
+    except ImportError:
+        print(f"trace in {args.out}; to read it: pip install xprof, then "
+              f"python -m benchmarks.profile_step --analyze {args.out}")
+        return
+    analyze(args.out, args.top)
+
+
+if __name__ == "__main__":
+    main()
