@@ -130,25 +130,10 @@ def _report_finished(workdir: pathlib.Path, plan: list[tuple[str, str, int]], nu
 
 # --- The report ------------------------------------------------------------------------------
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values))
-
-
 def _group(results: list[dict], key: str, value: str, order: Sequence[str]):
     """{group: (mean, std)} of `value` over the runs of each `key` (e.g. mask_loss)."""
-    return {g: _mean_std([r[value] for r in results if r[key] == g]) for g in order
+    return {g: sweep_claims.mean_std([r[value] for r in results if r[key] == g]) for g in order
             if any(r[key] == g for r in results)}
-
-
-def _fmt(mean: float, std: float, percent: bool) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    if percent:
-        return f"{100 * mean:.1f}% ± {100 * std:.1f}"
-    return f"{mean:.4f} ± {std:.4f}"
 
 
 def write_csv(path: pathlib.Path, results: list[dict]) -> None:
@@ -244,10 +229,11 @@ def _figures(workdir: pathlib.Path, results: list[dict], losses_: list[str],
 
 
 def _group_row(name: str, runs: list[dict], extra: str = "") -> str:
-    acc, ssim, gap = "attribute_editing_accuracy", "ssim", "gap_closed"
-    return (f"| {name} | {_fmt(*_mean_std([r[acc] for r in runs]), True)} | "
-            f"{_fmt(*_mean_std([r.get(gap) for r in runs]), True)} | "
-            f"{_fmt(*_mean_std([r[ssim] for r in runs]), False)} | "
+    def cell(metric: str, percent: bool) -> str:
+        return sweep_claims.fmt(*sweep_claims.mean_std([r.get(metric) for r in runs]), percent)
+
+    return (f"| {name} | {cell('attribute_editing_accuracy', True)} | "
+            f"{cell('gap_closed', True)} | {cell('ssim', False)} | "
             f"{sum(r['collapsed'] for r in runs)} of {len(runs)} |{extra}")
 
 
@@ -262,7 +248,7 @@ def _group_tables(results: list[dict], losses_: list[str],
               f"| structure | {heads} s per epoch |", "| --- " * 6 + "|"]
     for s in structures:
         runs = [r for r in results if r["structure"] == s]
-        t = _mean_std([r.get("seconds_per_epoch") for r in runs])
+        t = sweep_claims.mean_std([r.get("seconds_per_epoch") for r in runs])
         lines.append(_group_row(s.upper(), runs, f" {t[0]:.1f} ± {t[1]:.1f} |"))
     return lines
 

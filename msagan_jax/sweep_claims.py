@@ -13,24 +13,36 @@ above the noise:
 
 from __future__ import annotations
 
-import csv
 import math
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from msagan_jax import evaluate
+
 ACCURACY, GAP = "attribute_editing_accuracy", "gap_closed"
 
 
-def _stats(runs: list[dict], name: str) -> tuple[float, float]:
-    values = [r.get(name) for r in runs]
+def mean_std(values: list) -> tuple[float, float]:
+    """Mean and standard deviation of the values that are not None or NaN (NaN, NaN if none)."""
     values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     return (float(np.mean(values)), float(np.std(values))) if values else (math.nan, math.nan)
 
 
+def fmt(mean: float, std: float, percent: bool) -> str:
+    """"81.2% ± 3.4" (percent) or "0.9512 ± 0.0030"; "n/a" for NaN."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{100 * mean:.1f}% ± {100 * std:.1f}" if percent else f"{mean:.4f} ± {std:.4f}"
+
+
+def _stats(runs: list[dict], name: str) -> tuple[float, float]:
+    return mean_std([r.get(name) for r in runs])
+
+
 def _pct(stat: tuple[float, float]) -> str:
-    return "n/a" if math.isnan(stat[0]) else f"{100 * stat[0]:.1f}% ± {100 * stat[1]:.1f}"
+    return fmt(*stat, percent=True)
 
 
 def _rank(results: list[dict], key: str, groups: Sequence[str], name: str,
@@ -101,17 +113,12 @@ def verdict_lines(results: list[dict], losses: Sequence[str],
 
 
 def read_curve(run_dir: pathlib.Path) -> dict[int, dict[str, float]]:
-    """A run's eval_curve.csv: {step: {metric: value}} (empty when it has none)."""
-    path = run_dir / "eval_curve.csv"
+    """A run's learning curve (evaluate.read_curve) as {step: {metric: value}}; empty when it
+    has none."""
+    path = run_dir / evaluate.CURVE_FILE
     if not path.exists():
         return {}
-    with open(path) as f:
-        return {int(row["step"]): {k: _number(v) for k, v in row.items() if k != "step" and v}
-                for row in csv.DictReader(f)}
-
-
-def _number(text: str) -> float:
-    return {"True": 1.0, "False": 0.0}.get(text) if text in ("True", "False") else float(text)
+    return {int(row.pop("step")): row for row in evaluate.read_curve(path)}
 
 
 def curve_figure(path: pathlib.Path, curves: dict[tuple[str, str, int], dict],
