@@ -2,8 +2,8 @@
 
     bash benchmarks/gpu_check.sh                       # on the GPU machine (it calls this)
     GPU_CHECK_TINY=1 JAX_PLATFORMS=cpu bash benchmarks/gpu_check.sh    # tiny, here, on a CPU
-    python -m benchmarks.gpu_check --out DIR [--tiny] [--parts fp32,main,torch,bf16,big,matmul]
-        [--budget_s 330] [--faces 2000] [--work DIR]
+    python -m benchmarks.gpu_check --out DIR [--tiny] [--parts fp32,matmul,main,big,torch,bf16]
+        [--budget_s 480] [--faces 2000] [--work DIR]
 
 Parts, run in this order (an order of priority: a part starts only while the budget lasts,
 each has its own time limit, and a part cut short keeps what it measured):
@@ -11,27 +11,28 @@ each has its own time limit, and a part cut short keeps what it measured):
   env     GPU, driver, versions, JAX's device kind; a bf16 matrix product's rate (the card's
           measured ceiling, beside its datasheet peak); that every package we import imports.
   fp32    benchmarks.train_speed, the four structures, float32, conv_impl=xla (the GPU default).
+  matmul  the same with conv_impl=matmul for E1D1 and E2D2, float32 then bfloat16: the first
+          run's profile (E1D1, float32) put 31% of the GPU time in cuDNN's dilated convolutions
+          (the transposed convolutions' backward, the D's first layer's double backward), which
+          the matmul form replaces; this part says which form `auto` should pick on a GPU.
   main    the real job: build celebamask_synthetic/128_n<faces>_s0 with the Python API
           (tfds_celebamask.build_synthetic, one worker per core), train E1D1 + SDE through
           main.py and the grain pipeline for a few hundred iterations (no judge: evaluate=False,
           eval_every=0), then run main.py again with more iterations: it must resume from the
           saved checkpoint. Its images/s with the data loading, beside the random-batch figure.
+  big     train_speed, E1D1 at batch 64 and 256, bfloat16 then float32, xla.
   torch   PyTorch's E2D2 (benchmarks/torch_reference.py) against ours, E2D2 and E1D1, float32,
           on the same device, alternating torch, ours, torch, ours... in two long-lived worker
           processes (each compiled and warmed up once), medians.
   bf16    train_speed, the four structures, bfloat16, xla.
-  big     train_speed, E1D1 at batch 64 and 256, float32 and bfloat16, xla.
-  matmul  train_speed, conv_impl=matmul: float32 for the four structures, bfloat16 for E1D1 and
-          E2D2 only (E2D1 and E1D2 in bf16 matmul are left out: two more compiles of a form that
-          `auto` does not pick on a GPU, for the least informative rows; see the budget below).
 
-The budget (GPU): about 330 s after the wheels are installed, so that one device call of 420 s
+The budget (GPU): about 480 s after the wheels are installed, so that one device call of 560 s
 holds it with the machine's start outside. A compile of one structure's iteration is the
-dominant cost (here, on a CPU, 25 to 35 s each, about the same at 64 px as at 128 px: it
-depends on the graph, not on the image size; on the GPU, not measured yet), and this plan has
-18 of them; so the parts run in the order above, later ones get what is left, and the table
-says which were not reached (GPU_CHECK_PARTS=bf16,big,matmul picks the rest for a second
-call). At 20-30 s a compile, expect env, fp32, main, torch and part of bf16 in one call.
+dominant cost (on the first H200 run: 13-22 s float32 and about 40 s bfloat16 at batch 16,
+57 / 77 s at batch 256), and this plan has 18 of them; so the parts run in the order above,
+later ones get what is left, and the table says which were not reached (GPU_CHECK_PARTS picks
+parts for a second call). The first run (budget 380 s, the old order fp32, main, torch, bf16,
+big, matmul) got env, 3 of fp32's 4, main, torch and 1 of bf16's 4.
 Without a GPU (and without --tiny) the run stops after the env part. The main part builds
 2,000 faces; GPU_CHECK_FACES=10000 builds the standard celebamask_synthetic/128. JAX's
 persistent compilation cache (a fresh folder per run) lets the torch and main parts reuse the
@@ -68,7 +69,7 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
-PARTS = ("fp32", "main", "torch", "bf16", "big", "matmul")
+PARTS = ("fp32", "matmul", "main", "big", "torch", "bf16")
 
 # The tiny recipe (a CPU check of every code path, not a measurement): narrow, shallow, one D
 # step per iteration.
@@ -85,7 +86,7 @@ class Settings:
     recipe: dict[str, int]
     fp32_structures: tuple[str, ...]
     other_structures: tuple[str, ...]
-    matmul_bf16_structures: tuple[str, ...]
+    matmul_structures: tuple[str, ...]
     big_batches: tuple[int, ...]
     big_iterations: int
     torch_rounds: int
@@ -111,30 +112,29 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
         return Settings(
             tiny=True, image_size=64, batch_size=2, iterations=1, recipe=dict(TINY_RECIPE),
             fp32_structures=("e1d1", "e2d2"), other_structures=("e1d1",),
-            matmul_bf16_structures=("e1d1",), big_batches=(4,), big_iterations=1,
+            matmul_structures=("e1d1",), big_batches=(4,), big_iterations=1,
             torch_rounds=2, torch_iterations=1, faces=faces or 40, steps=(2, 4),
             checkpoint_every=2, log_every=1, budget_s=budget_s or 1500, matmul_n=256,
             caps={name: 600 for name in ("env", "fp32", "build", "train", "resume", "torch",
                                          "bf16", "big_fp32", "big_bf16", "matmul_fp32",
                                          "matmul_bf16")},
             min_part_s=10)
-    # GPU. Estimates per part (H100; guesses from the CPU figures here, to be replaced by the
-    # first run's): env 15 s; fp32 8 s start + 4 x (20-30 s compile + 1 s timing); build of
-    # 2,000 faces 15-25 s on 16 cores (81 ms a face on one core here: 10,000 faces would take
-    # 60-90 s); train 200 iterations 35-60 s (start, the fp32 part's E1D1 program from the
-    # cache, 200 x 30-50 ms with the data loading, checkpoints, a sample grid); resume 25-40 s;
-    # torch 20-40 s; bf16 as fp32.
+    # GPU. The caps from the first run (H200, 2026-11-27, budget 380 s): env 16 s; fp32 121 s
+    # for 3 of the 4 structures (compiles 13-22 s, plus each one's start, cost analysis and
+    # timing); build of 2,000 faces 20 s on 16 cores; train 200 iterations 26 s; resume 21 s;
+    # torch 24 s; bf16 compiles about 40 s a structure at batch 16; E1D1 compiles at batch
+    # 64 / 256: 25 / 57 s float32, 39 / 77 s bfloat16.
     faces = faces or 2000
     return Settings(
         tiny=False, image_size=128, batch_size=16, iterations=10, recipe={},
         fp32_structures=STRUCTURES, other_structures=STRUCTURES,
-        matmul_bf16_structures=("e1d1", "e2d2"), big_batches=(64, 256), big_iterations=5,
+        matmul_structures=("e1d1", "e2d2"), big_batches=(64, 256), big_iterations=5,
         torch_rounds=3, torch_iterations=10, faces=faces, steps=(200, 300),
-        checkpoint_every=100, log_every=20, budget_s=budget_s or 330, matmul_n=8192,
-        caps={"env": 45, "fp32": 120, "build": max(60, min(180, 30 + 0.012 * faces)),
+        checkpoint_every=100, log_every=20, budget_s=budget_s or 480, matmul_n=8192,
+        caps={"env": 45, "fp32": 170, "build": max(60, min(180, 30 + 0.012 * faces)),
               "train": 80, "resume": 50, "torch": 60,
-              "bf16": 100, "big_fp32": 40, "big_bf16": 40, "matmul_fp32": 80,
-              "matmul_bf16": 50},
+              "bf16": 200, "big_fp32": 120, "big_bf16": 160, "matmul_fp32": 90,
+              "matmul_bf16": 110},
         min_part_s=15)
 
 
@@ -578,15 +578,14 @@ class Run:
                          (self.s.batch_size,), self.s.iterations)
 
     def part_big(self) -> None:
-        for dtype, name in (("float32", "big_fp32"), ("bfloat16", "big_bf16")):
+        for dtype, name in (("bfloat16", "big_bf16"), ("float32", "big_fp32")):
             self.train_speed(name, dtype, "xla", ("e1d1",), self.s.big_batches,
                              self.s.big_iterations)
 
     def part_matmul(self) -> None:
-        self.train_speed("matmul_fp32", "float32", "matmul", self.s.other_structures,
-                         (self.s.batch_size,), self.s.iterations)
-        self.train_speed("matmul_bf16", "bfloat16", "matmul", self.s.matmul_bf16_structures,
-                         (self.s.batch_size,), self.s.iterations)
+        for dtype, name in (("float32", "matmul_fp32"), ("bfloat16", "matmul_bf16")):
+            self.train_speed(name, dtype, "matmul", self.s.matmul_structures,
+                             (self.s.batch_size,), self.s.iterations)
 
     # main: build, train, resume
     def main_args(self, workdir: pathlib.Path, steps: int, dataset: str) -> list[str]:

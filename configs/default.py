@@ -29,7 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data_dir = ""  # TFDS data dir; "" means $TFDS_DATA_DIR or ~/tensorflow_datasets
     config.image_size = 128  # pixels; must equal the dataset's resolution
     config.batch_size = 16  # global batch of each D or G step, split over all devices
-    config.input_workers = 0  # grain worker processes; 0 reads in the training process
+    config.input_workers = -1  # grain worker processes; 0 reads in the training process;
+    # -1: 0 on a CPU (its cores run the step), 4 on a GPU or TPU host (one process reads 64
+    # faces at 128 px in ~20 ms, which held an H200's E1D1 to 0.67x its random-batch speed)
     config.random_flip = False  # flip training faces left-right at random (neither the paper
     # nor the public SaGAN code does; the judge's own switch is judge.random_flip)
 
@@ -85,6 +87,8 @@ def _objectives(config: ml_collections.ConfigDict) -> None:
     config.adam_b2 = 0.999
     config.d_steps = 3  # D steps per G step; each step reads its own batch
     config.lr_decay_start = -1  # iteration from which both rates fall linearly to 0; -1 never
+    config.ema_decay = 0.0  # > 0: samples, evaluation and editing use an exponential moving
+    # average of G's weights with this decay (not the paper's: 0 = off, G's own weights)
     config.num_train_steps = -1  # iterations (d_steps D steps + 1 G step); -1: from num_epochs
     config.num_epochs = 8.0  # used when num_train_steps is -1; an epoch reads the train split once
     config.seed = 0  # seeds the model, the data order and flips: same seed, same run

@@ -109,7 +109,7 @@ def train_judge(config: ml_collections.ConfigDict, workdir: os.PathLike,
     replicated = parallel.replicated(mesh)
     batches = iter(input_pipeline.create_train_loader(
         task, batch_size=batch_size, seed=config.seed, random_flip=config.judge.random_flip,
-        worker_count=config.input_workers))
+        worker_count=input_pipeline.resolve_worker_count(config.input_workers)))
     trainer = loop.Trainer(
         name=f"judge ResNet-{config.judge.depth}", num_steps=num_steps, unit="step",
         init=jax.jit(functools.partial(init_state, config, num_steps), out_shardings=replicated),

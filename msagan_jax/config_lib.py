@@ -114,11 +114,11 @@ _POSITIVE = ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_
              "d_steps", "log_every", "num_samples", "checkpoint_every", "keep_checkpoints",
              "eval_examples", "eval_batch_size", "learning_rate", "judge.width",
              "judge.epochs", "judge.batch_size", "judge.learning_rate", "collapse_patience")
-_NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "input_workers", "gp_weight",
+_NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "gp_weight",
                  "cls_weight", "rec_id_weight", "rec_dual_weight", "mask_id_weight",
                  "mask_dual_weight", "mask_edit_weight", "judge.weight_decay",
                  "collapse_threshold", "cpu_devices")
-_FRACTIONS = ("adam_b1", "adam_b2")  # in [0, 1)
+_FRACTIONS = ("adam_b1", "adam_b2", "ema_decay")  # in [0, 1)
 
 
 def _check_values(flat: dict[str, Any]) -> None:
@@ -139,6 +139,10 @@ def _check_values(flat: dict[str, Any]) -> None:
     for name in _FRACTIONS:
         if not 0 <= flat[name] < 1:
             raise errors.ConfigError(f"{name}={flat[name]} must lie in [0, 1)")
+    workers = flat["input_workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < -1:
+        raise errors.ConfigError(f"input_workers={workers!r} must be a whole number, 0 or more, "
+                                 "or -1 (chosen by platform)")
 
 
 # Every global batch of a run: each must split evenly over the devices.

@@ -141,14 +141,20 @@ def load_editor(workdir: os.PathLike, step: int | None = None,
         judge = judge_lib.load_classifier(judge)
     if judge is not None:
         judge_lib.check_judge(judge, config)
-    return Editor(config, params["g_params"], params["d_params"], judge, workdir, step)
+    g_params = params["g_ema"] if "g_ema" in params else params["g_params"]
+    return Editor(config, g_params, params["d_params"], judge, workdir, step)
 
 
 def abstract_params(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Shapes and shardings of G's and D's parameters as an editor's checkpoint holds them."""
+    """Shapes and shardings of G's and D's parameters as an editor's checkpoint holds them
+    (with G's moving average, g_ema, when config.ema_decay keeps one: the editor uses it)."""
     generator, discriminator = models.create_models(config)
     image = jax.numpy.zeros((1, config.image_size, config.image_size, 3))
     key = jax.random.PRNGKey(0)
-    init = lambda: {"g_params": generator.init(key, image, jax.numpy.zeros((1,))),  # noqa: E731
-                    "d_params": discriminator.init(key, image)}
+
+    def init():
+        g = generator.init(key, image, jax.numpy.zeros((1,)))
+        return {"g_params": g, "d_params": discriminator.init(key, image),
+                **({"g_ema": g} if config.ema_decay > 0 else {})}
+
     return parallel.abstract_replicated(init, parallel.create_mesh())

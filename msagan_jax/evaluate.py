@@ -23,7 +23,7 @@ import json
 import os
 import pathlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import dm_pix
 import jax
@@ -292,15 +292,17 @@ def summary(metrics: dict[str, Any]) -> str:
 
 
 def training_hook(config: ml_collections.ConfigDict, judge: judge_lib.Classifier,
-                  workdir: os.PathLike) -> loop.Hook:
+                  workdir: os.PathLike,
+                  g_params_of: Callable[[Any], Any] = lambda state: state.g_params) -> loop.Hook:
     """The learning curve: every eval_every iterations, the metrics of the first eval_examples
-    validation faces, to TensorBoard (eval_val/*), <workdir>/eval_curve.csv and the console."""
+    validation faces, to TensorBoard (eval_val/*), <workdir>/eval_curve.csv and the console.
+    `g_params_of(state)`: the G weights to score (train.generator_params: the average, if kept)."""
     evaluator = Evaluator(config, judge, split="validation", num_examples=config.eval_examples,
                           cache=True)
     path = pathlib.Path(workdir) / CURVE_FILE
 
     def run(step: int, state: Any, writer: loop.Writer) -> None:
-        metrics = dict(evaluator.run(state.g_params))
+        metrics = dict(evaluator.run(g_params_of(state)))
         writer.scalars(step, {f"eval_val/{k}": float(v) for k, v in metrics.items()})
         if jax.process_index() == 0:
             append_curve(path, step, metrics)

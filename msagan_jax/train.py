@@ -50,6 +50,26 @@ class TrainState:
     rng: jax.Array  # raw uint32 key data; each iteration folds in its step
 
 
+@flax.struct.dataclass
+class EmaTrainState(TrainState):
+    """A TrainState that also keeps a moving average of G's weights (config.ema_decay > 0).
+    A subclass, not an optional field: runs without it keep the checkpoint layout they had."""
+
+    g_ema: Any = None
+
+
+def generator_params(state: TrainState) -> Any:
+    """The G weights that samples, evaluation and editing use: the average when kept."""
+    return state.g_ema if isinstance(state, EmaTrainState) else state.g_params
+
+
+def update_ema(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
+    """One step of the moving average after `step` updates; the decay ramps up as
+    min(decay, (1 + step) / (10 + step)), so the first iterations' weights soon wash out."""
+    rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return optax.incremental_update(params, ema, 1.0 - rate)
+
+
 # --- Building blocks -----------------------------------------------------------------------
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,
@@ -84,9 +104,12 @@ def init_state(config: ml_collections.ConfigDict, num_steps: int) -> TrainState:
     image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     g_params = generator.init(g_key, image, jnp.zeros((1,), jnp.float32))
     d_params = discriminator.init(d_key, image)
-    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
-                      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-                      rng=run_key)
+    state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                       g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+                       rng=run_key)
+    if config.ema_decay > 0:
+        return EmaTrainState(**vars(state), g_ema=g_params)
+    return state
 
 
 def _guide_statistics(mask: jax.Array, guide: jax.Array) -> dict[str, jax.Array]:
@@ -178,10 +201,12 @@ def make_train_iteration(config: ml_collections.ConfigDict,
             state.g_params, d_params, images[k], labels[k],
             None if guides is None else guides[k])
         updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
-        state = state.replace(step=state.step + 1,
-                              g_params=optax.apply_updates(state.g_params, updates),
-                              d_params=d_params, g_opt_state=g_opt_state,
-                              d_opt_state=d_opt_state)
+        g_params = optax.apply_updates(state.g_params, updates)
+        if isinstance(state, EmaTrainState):
+            state = state.replace(g_ema=update_ema(state.g_ema, g_params, config.ema_decay,
+                                                   state.step))
+        state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                              g_opt_state=g_opt_state, d_opt_state=d_opt_state)
         metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
         return state, metrics
 
@@ -309,7 +334,8 @@ def _sample_hook(config: ml_collections.ConfigDict, task: input_pipeline.Task,
     samples = parallel.replicate_host_data(faces, mesh)
 
     def run(step: int, state: TrainState, writer: loop.Writer) -> None:
-        outputs, masks, attribute_images = jax.device_get(sample_fn(state.g_params, samples))
+        outputs, masks, attribute_images = jax.device_get(sample_fn(generator_params(state),
+                                                                    samples))
         writer.grid(step, visualize.sample_grid(faces, outputs, masks, attribute_images))
 
     return loop.Hook(config.sample_every, run)
@@ -356,10 +382,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: os.PathLike,
     k = config.d_steps + 1
     batches = iter(input_pipeline.create_train_loader(
         task, batch_size=k * config.batch_size, seed=config.seed,
-        random_flip=config.random_flip, worker_count=config.input_workers))
+        random_flip=config.random_flip,
+        worker_count=input_pipeline.resolve_worker_count(config.input_workers)))
     hooks = [_sample_hook(config, task, mesh)]
     if judge is not None and "validation" in info.splits:
-        hooks.append(evaluate.training_hook(config, judge, workdir))
+        hooks.append(evaluate.training_hook(config, judge, workdir, generator_params))
     trainer = loop.Trainer(
         name=f"{config.structure}+{config.mask_loss}", num_steps=num_steps,
         init=functools.partial(create_state, config, num_steps, mesh),

@@ -140,6 +140,23 @@ def test_light_imports_and_peak_table():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_flops_are_counted_on_the_lowered_program_convolutions_included():
+    """train_speed's FLOP count is the lowered program's: a 3x3 convolution's 2*N*H*W*Cin*Cout*9
+    over its output (VALID: XLA counts only the taps inside the input); a GPU's compiled count
+    leaves cuDNN's convolutions out. In a child, for train_speed's absl flags."""
+    code = ("import jax, jax.numpy as jnp\n"
+            "from benchmarks.train_speed import lowered_flops\n"
+            "conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID',"
+            " dimension_numbers=('NHWC', 'HWIO', 'NHWC'))\n"
+            "x, w = jnp.zeros((2, 16, 16, 8)), jnp.zeros((3, 3, 8, 32))\n"
+            "flops = lowered_flops(jax.jit(conv).lower(x, w))\n"
+            "expected = 2 * 2 * 14 * 14 * 8 * 32 * 9\n"
+            "assert abs(flops - expected) <= 0.01 * expected, (flops, expected)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_step_pieces_derives_the_d_step_the_g_step_and_the_penalty_from_whole_iterations():
     from benchmarks import step_pieces
 

@@ -28,7 +28,9 @@ from msagan_jax import config_lib, errors
     ("gp_weight", float("nan"), "gp_weight=nan must be a number"),
     ("adam_b1", 1.0, "adam_b1=1.0 must lie in [0, 1)"),
     ("adam_b2", -0.1, "adam_b2=-0.1 must lie in [0, 1)"),
+    ("ema_decay", 1.0, "ema_decay=1.0 must lie in [0, 1)"),
     ("eval_every", -5, "eval_every=-5 must not be negative"),
+    ("input_workers", -2, "input_workers=-2 must be a whole number, 0 or more, or -1"),
     ("image_size", 36, "image_size=36 must divide by 2**d_num_layers"),
 ])
 def test_a_bad_config_value_is_refused_naming_the_field(field, value, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -171,3 +172,11 @@ def test_a_batch_without_a_mask_is_flipped_and_scaled():
     out = input_pipeline.RandomFlipAndScale().random_map(batch, np.random.default_rng(0))
     assert "mask" not in out and out["image"].dtype == np.float32
     np.testing.assert_array_equal(out["image"], 1.0)
+
+
+def test_auto_workers_read_in_the_training_process_on_a_cpu_and_in_4_processes_elsewhere():
+    resolve = input_pipeline.resolve_worker_count
+    assert resolve(-1, "cpu") == 0  # the CPU's cores run the training step
+    assert resolve(-1, "gpu") == resolve(-1, "tpu") == input_pipeline.ACCELERATOR_WORKERS == 4
+    assert resolve(0, "gpu") == 0 and resolve(2, "cpu") == 2  # a set count is kept
+    assert resolve(-1) == (0 if jax.default_backend() == "cpu" else 4)

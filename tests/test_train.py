@@ -126,6 +126,45 @@ def test_each_d_step_reads_its_own_batch_and_d_never_reads_the_g_steps(synthetic
     assert not _leaves_equal(base.g_params, g_changed.g_params)
 
 
+def test_ema_keeps_a_moving_average_of_g_without_changing_what_g_learns(synthetic_data_dir,
+                                                                        iteration_batch):
+    mesh = parallel.create_mesh()
+    plain_config = tiny_config(synthetic_data_dir)
+    plain = train.create_state(plain_config, 10, mesh)
+    assert type(plain) is train.TrainState  # runs without it keep their checkpoint layout
+    config = tiny_config(synthetic_data_dir, ema_decay=0.9)
+    start = jax.device_get(train.create_state(config, 10, mesh))
+    assert isinstance(start, train.EmaTrainState) and _leaves_equal(start.g_ema, start.g_params)
+    after, _ = _iteration(config, train.create_state(config, 10, mesh), iteration_batch)
+    plain_after, _ = _iteration(plain_config, plain, iteration_batch)
+    assert _leaves_equal(after.g_params, plain_after.g_params)
+    # Step 0: the decay ramps up from min(0.9, 1/10), so the average moves 90% of the way.
+    expected = jax.tree.map(lambda old, new: 0.1 * old + 0.9 * new, start.g_params,
+                            after.g_params)
+    for got, want in zip(jax.tree.leaves(after.g_ema), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert train.generator_params(after) is after.g_ema
+    assert train.generator_params(plain_after) is plain_after.g_params
+
+
+def test_update_ema_moves_the_average_by_one_minus_the_decay_once_warmed_up():
+    ema, params = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
+    np.testing.assert_allclose(train.update_ema(ema, params, 0.99, jnp.array(10_000))["w"],
+                               0.01, rtol=1e-6)
+    np.testing.assert_allclose(train.update_ema(ema, params, 0.99, jnp.array(0))["w"], 0.9,
+                               rtol=1e-6)
+
+
+def test_the_editor_of_a_run_with_ema_edits_with_the_average(synthetic_data_dir, tmp_path):
+    from msagan_jax import editor
+
+    config = tiny_config(synthetic_data_dir, ema_decay=0.5, num_train_steps=2, sample_every=0)
+    state = jax.device_get(train.train_and_evaluate(config, tmp_path).state)
+    restored = editor.load_editor(tmp_path)
+    assert _leaves_equal(restored.g_params, state.g_ema)
+    assert not _leaves_equal(restored.g_params, state.g_params)
+
+
 def test_the_mask_loss_applies_to_the_identity_and_dual_masks_not_the_edit_mask(
         synthetic_data_dir, iteration_batch):
     config = tiny_config(synthetic_data_dir, mask_loss="mse")
