@@ -4,7 +4,7 @@
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (800 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: about 14 minutes on 2 CPU
+200 validation faces every 100), and evaluates on the 400 test faces: about 13 minutes on 2 CPU
 cores. The network is the paper's recipe made narrower and shallower for 64 px.
 """
 
@@ -25,6 +25,9 @@ def get_config():
     # 5x the paper's rate: on these faces it learns the edit in half the iterations (measured on
     # the validation faces' gap to the truth: the README's Quick start).
     config.learning_rate = 1e-3
+    # Samples, evaluation and editing from a moving average of G's weights (not the paper's):
+    # test gap closed 56.5% / 74.7% opening / closing against 52.9% / 73.6% without (README).
+    config.ema_decay = 0.999
     config.log_every = 25
     config.sample_every = 100
     config.checkpoint_every = 100

@@ -19,6 +19,7 @@ def get_config():
     # when the quick start's does.
     config.num_train_steps = 800
     config.learning_rate = 1e-3
+    config.ema_decay = 0.0  # the paper's models, scored on G's own weights
     config.sample_every = 200
     config.checkpoint_every = 200
     config.eval_every = 200
