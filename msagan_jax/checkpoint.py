@@ -11,6 +11,7 @@ newest one that reads back (`restore_newest`).
 from __future__ import annotations
 
 import functools
+import json
 import logging as pylogging
 import os
 import pathlib
@@ -96,6 +97,7 @@ def restore_newest(manager: ocp.CheckpointManager, workdir: os.PathLike, abstrac
         try:
             saved = _read(folder, "config", functools.partial(_saved_config_dict, manager, step))
             check_compatible(saved, config, where, shape_fields)  # raises: not damage
+            check_reader(folder, iterator)  # raises: not damage either
             for name in ("state", "state/_METADATA"):  # else orbax blames the pytree
                 if not (folder / name).exists():
                     raise _Damaged(f"{name} is missing")
@@ -114,6 +116,24 @@ def restore_newest(manager: ocp.CheckpointManager, workdir: os.PathLike, abstrac
             + "; ".join(f"{step}: {reason}" for step, reason in damaged)
             + ". Move them away (or use a new --workdir) to start afresh")
     return None
+
+
+def check_reader(folder: pathlib.Path, iterator: Any) -> None:
+    """errors.ConfigError when checkpoint `folder`'s input pipeline read with another number of
+    grain worker processes than `iterator`: grain cannot restore its position across counts
+    (and input_workers=-1 picks the count by platform), so the user must set it back."""
+    if iterator is None:
+        return
+    path = folder / "data" / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    try:
+        saved = json.loads(path.read_text())["worker_count"]
+        current = json.loads(iterator.get_state())["worker_count"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # nothing to compare: the restore itself judges the file
+    if saved != current:
+        raise errors.ConfigError(
+            f"checkpoint {folder} was saved reading with {saved} grain worker processes and "
+            f"this run reads with {current}; resume with --config.input_workers={saved}")
 
 
 class _Damaged(Exception):

@@ -175,6 +175,19 @@ def test_a_config_with_other_shapes_is_a_config_error_and_renames_nothing(
     assert sorted(p.name for p in where.iterdir()) == ["2", "4"]
 
 
+def test_resuming_with_another_reader_count_is_a_config_error_naming_the_saved_one(
+        runs, synthetic_data_dir, tmp_path):
+    # grain cannot move an iterator across worker counts; the run read in-process (0 on a CPU).
+    workdir = _copy(runs, tmp_path)
+    config = _config(synthetic_data_dir, 6)
+    config.input_workers = 2
+    with pytest.raises(errors.ConfigError, match=r"with 0 grain worker processes and this run "
+                                                 r"reads with 2; resume with "
+                                                 r"--config.input_workers=0"):
+        train.train_and_evaluate(config, workdir)
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
+
+
 def _save(manager: ocp.CheckpointManager, step: int) -> None:
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave({"w": np.full(3, step, np.float32)}),
