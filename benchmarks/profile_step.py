@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile_step --out /tmp/prof [--structure e2d2] [--d_steps 1]
         [--batch_size 16] [--image_size 128] [--conv_impl matmul] [--top 30]
+        [--recipe quickstart]
 
 Compiles the training iteration with XLA's optimized HLO dumped to <out>/hlo, traces 2
 iterations into <out>/trace, then lists the operations (thunks) by time with the layer each
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import importlib
 import json
 import os
 import re
@@ -35,9 +37,9 @@ def record(args: argparse.Namespace) -> None:
     import jax
 
     from benchmarks import train_speed
-    from configs import default
 
-    config = train_speed.make_config(default.get_config(), args.structure, args.batch_size,
+    recipe = importlib.import_module(f"configs.{args.recipe}").get_config()
+    config = train_speed.make_config(recipe, args.structure, args.batch_size,
                                      args.image_size, "float32", args.conv_impl)
     config.d_steps = args.d_steps
     prepared = train_speed.prepare(config)
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/msagan_profile")
     parser.add_argument("--analyze", metavar="DIR", help="read what an earlier run wrote")
+    parser.add_argument("--recipe", default="default",
+                        help="the config module under configs/ (quickstart: its 64 px recipe)")
     parser.add_argument("--structure", default="e2d2")
     parser.add_argument("--d_steps", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=16)

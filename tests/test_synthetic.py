@@ -230,7 +230,7 @@ def test_mouth_state_is_linearly_learnable_from_whole_64px_images():
 
 def test_overrides_change_only_the_forced_attribute_and_reject_unknown_names():
     for k in range(10):
-        base = synthetic.draw_face(k, 64, seed=8)
+        base = synthetic.draw_face(k, 256, seed=8)
         flipped = not base.attributes["Mouth_Slightly_Open"]
         other = synthetic.draw_face(k, 64, seed=8, overrides={"Mouth_Slightly_Open": flipped})
         changed = [n for n in layout.ATTRIBUTE_NAMES
@@ -240,6 +240,29 @@ def test_overrides_change_only_the_forced_attribute_and_reject_unknown_names():
         synthetic.draw_face(0, 64, overrides={"Attractive": True})
     with pytest.raises(ValueError, match="Bangs"):
         synthetic.draw_face(0, 64, overrides={"Bald": True, "Bangs": True})
+
+
+def test_forced_draws_redraw_only_what_they_shape_and_reject_unknown_or_out_of_range_ones():
+    more = []
+    for k in range(6):
+        draw = lambda **draws: synthetic.draw_face(  # noqa: E731
+            k, 256, seed=8, overrides={"Mouth_Slightly_Open": True}, draws=draws or None)
+        base, wider, narrower = draw(), draw(opening=0.99), draw(opening=0.0)
+        assert wider.attributes == base.attributes
+        # A wider opening paints at least as much cavity (the chin can cap it) ...
+        more.append(int(wider.parts["mouth"].sum()) - int(narrower.parts["mouth"].sum()))
+        # ... and changes nothing away from the mouth.
+        mouth = np.zeros(base.image.shape[:2], bool)
+        for face in (base, wider, narrower):
+            for part in ("mouth", "u_lip", "l_lip"):
+                mouth |= np.kron(face.parts[part], np.ones((2, 2), bool))
+        far = ~ndimage.binary_dilation(mouth, iterations=2)
+        assert np.array_equal(wider.image[far], base.image[far])
+    assert min(more) >= 0 and sum(m > 0 for m in more) >= 3, more
+    with pytest.raises(ValueError, match="openness"):
+        synthetic.draw_face(0, 64, draws={"openness": 0.5})
+    with pytest.raises(ValueError, match="opening=1.0"):
+        synthetic.draw_face(0, 64, draws={"opening": 1.0})
 
 
 def test_attributes_vary_and_unmodeled_ones_stay_false():

@@ -742,12 +742,15 @@ def _light(canvas: Image.Image, r: SimpleNamespace, size: int, cx: float, cy: fl
 
 
 def draw_face(index: int, size: int = 1024, seed: int = 0,
-              overrides: Mapping[str, bool] | None = None) -> SyntheticFace:
+              overrides: Mapping[str, bool] | None = None,
+              draws: Mapping[str, float] | None = None) -> SyntheticFace:
     """Draws synthetic face `index` of the folder generated with `seed`, at size x size.
 
     overrides forces attribute values (see OVERRIDABLE_ATTRIBUTES) and keeps every random
     choice as drawn, so the same face comes back with only that attribute changed (and the
-    attributes that follow from it, e.g. forcing Bald drops the hair colour).
+    attributes that follow from it, e.g. forcing Bald drops the hair colour). draws forces
+    random choices in [0, 1) by name (_DRAW_NAMES), e.g. {"opening": 0.5}: how far this face's
+    mouth would open at the median.
 
     Attributes do not depend on size. Below about 128 px the smallest accessories (earrings,
     a pendant) can fall under one mask pixel and vanish from the parts; 256 px and up are
@@ -759,6 +762,11 @@ def draw_face(index: int, size: int = 1024, seed: int = 0,
         raise ValueError(f"index must be >= 0, got {index}")
     rng = np.random.default_rng([seed, index])
     r = SimpleNamespace(**dict(zip(_DRAW_NAMES, rng.random(len(_DRAW_NAMES)).tolist())))
+    for name, value in (draws or {}).items():
+        if name not in _DRAW_NAMES or not 0.0 <= value < 1.0:
+            raise ValueError(f"draws: {name}={value!r} is not a random choice in [0, 1); the "
+                             f"choices are {', '.join(_DRAW_NAMES)}")
+        setattr(r, name, float(value))
     # Each texture gets its own stream, seeded now: a texture that is not drawn (no hair)
     # must not shift the others.
     textures = SimpleNamespace(**dict(zip(("strands", "blotches", "grain"),

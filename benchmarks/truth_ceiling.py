@@ -1,0 +1,149 @@
+"""How much of the gap to the truth an editor can close at best on the synthetic faces.
+
+    python -m benchmarks.truth_ceiling [--faces 400] [--resolution 64]
+
+Opening a closed mouth has to invent what the closed face does not show: how far this mouth
+opens and how much of its teeth shows (the synthetic drawer's `opening`, `teeth_height` and
+`teeth_width` draws). No editor can know them, so no editor closes 100% of the opening gap.
+This prints, for the test faces of `celebamask_synthetic/<resolution>` (seed 0; faces drawn at
+4x, stored as JPEG and reduced exactly as the builder does), the gap closed (the evaluation's
+metric, `evaluate.truth_sums`) by editors that know everything about each face except those
+draws:
+
+- median draws: the face redrawn with the attribute flipped and the unknown draws at 0.5;
+- pixel median: the per-pixel median over a grid of the unknown draws (3^3 values); the
+  gap-closed metric is an L1 error, and the per-pixel median is the L1-best guess;
+- the truth itself (100% by construction: checks the pipeline).
+
+Closing a mouth invents nothing (the closed lips lie where the open ones were), so the
+ceiling is measured both ways.
+
+    python -m benchmarks.truth_ceiling --run runs/quickstart
+
+also edits the same faces with a trained editor (`load_editor`) and splits its remaining error
+by where it lies, in the true edited face's parts: the cavity and teeth (`mouth`), each lip,
+and everywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from tfds_celebamask import synthetic
+from tfds_celebamask.celebamask import layout
+from tfds_celebamask.celebamask_synthetic import celebamask_synthetic_dataset_builder as builder
+
+ATTRIBUTE = "Mouth_Slightly_Open"
+UNKNOWN = ("opening", "teeth_height", "teeth_width")  # what a closed mouth does not show
+GRID = (1 / 6, 1 / 2, 5 / 6)  # the middles of three equal bins of [0, 1)
+PARTS = ("mouth", "u_lip", "l_lip")  # the guide mask's parts; `mouth` is cavity and teeth
+
+
+def stored(face_image: np.ndarray, resolution: int, folder: str) -> np.ndarray:
+    """A drawn image as the builder stores it: JPEG quality 95, then layout.load_image."""
+    path = os.path.join(folder, "face.jpg")
+    Image.fromarray(face_image).save(path, quality=95)
+    return layout.load_image(path, resolution)
+
+
+def editors(k: int, resolution: int, seed: int, folder: str) -> dict[str, np.ndarray]:
+    """Face k as input, its truth, and the guesses of the two editors (uint8 images)."""
+    size = 4 * resolution
+    face = synthetic.draw_face(k, size, seed)
+    flip = {ATTRIBUTE: not face.attributes[ATTRIBUTE]}
+    draw = lambda draws: stored(  # noqa: E731
+        synthetic.draw_face(k, size, seed, overrides=flip, draws=draws).image, resolution, folder)
+    grid = [draw(dict(zip(UNKNOWN, values))) for values in itertools.product(GRID, repeat=3)]
+    truth = synthetic.draw_face(k, size, seed, overrides=flip)
+    labels = np.zeros((resolution, resolution), np.int8)  # 0 elsewhere, then PARTS' order
+    for i, part in enumerate(PARTS, 1):
+        if part in truth.parts:  # parts are drawn at half size: every other pixel is ours
+            labels[truth.parts[part][::2, ::2]] = i
+    return {"input": stored(face.image, resolution, folder),
+            "truth": stored(truth.image, resolution, folder), "labels": labels,
+            "median draws": draw(dict.fromkeys(UNKNOWN, 0.5)),
+            "pixel median": np.median(np.stack(grid), axis=0).round().astype(np.uint8),
+            "opening": not face.attributes[ATTRIBUTE]}
+
+
+def add_edits(rows: list[dict], run: str, name: str = "editor") -> None:
+    """Adds rows[i][name]: the run's editor's edit of each input to the opposite mouth."""
+    import msagan_jax  # noqa: PLC0415 (JAX only when an editor is scored)
+
+    editor = msagan_jax.load_editor(run)
+    for start in range(0, len(rows), 64):
+        chunk = rows[start:start + 64]
+        edited = editor.edit([r["input"] for r in chunk],
+                             value=[float(r["opening"]) for r in chunk]).images
+        for r, image in zip(chunk, edited):
+            r[name] = np.asarray(image)
+
+
+def error_by_part(rows: list[dict], name: str, opening: bool) -> dict[str, float]:
+    """The share of the editor's L1 error to the truth, and of the gap, in each part."""
+    chosen = [r for r in rows if r["opening"] == opening]
+    diff = lambda a, b: np.abs(a.astype(np.float64) - b).mean(-1) / 255.0  # noqa: E731
+    error = np.stack([diff(r[name], r["truth"]) for r in chosen])
+    gap = np.stack([diff(r["input"], r["truth"]) for r in chosen])
+    labels = np.stack([r["labels"] for r in chosen])
+    return {part: (error[labels == i].sum() / error.sum(), gap[labels == i].sum() / gap.sum())
+            for i, part in enumerate(("elsewhere",) + PARTS)}
+
+
+def gap_closed(rows: list[dict], name: str, opening: bool) -> float:
+    """1 - sum |edit - truth| / sum |input - truth| over the faces edited one way, as
+    evaluate.truth_sums sums them (per-face means over pixels and channels)."""
+    chosen = [r for r in rows if r["opening"] == opening]
+    as_float = lambda a: a.astype(np.float64) / 255.0  # noqa: E731
+    error = sum(np.mean(np.abs(as_float(r[name]) - as_float(r["truth"]))) for r in chosen)
+    gap = sum(np.mean(np.abs(as_float(r["input"]) - as_float(r["truth"]))) for r in chosen)
+    return 1.0 - error / gap
+
+
+def print_tables(rows: list[dict], names: tuple[str, ...], editor: str | None) -> None:
+    """The gap closed by each of `names`, and where `editor`'s error lies (if given)."""
+    print("| editor | opening (edited to 1) | closing (edited to 0) |\n| --- | --- | --- |")
+    for name in names:
+        print(f"| {name} | {gap_closed(rows, name, True):.1%} | "
+              f"{gap_closed(rows, name, False):.1%} |")
+    if editor:
+        print("\nwhere the editor's error to the truth lies (share of its error / of the gap), "
+              "in the true edited face's parts:\n| direction | "
+              + " | ".join(("elsewhere",) + PARTS) + " |\n| --- |" + " --- |" * 4)
+        for opening in (True, False):
+            shares = error_by_part(rows, editor, opening)
+            print(f"| {'opening' if opening else 'closing'} | " + " | ".join(
+                f"{e:.0%} / {g:.0%}" for e, g in shares.values()) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=400,
+                        help="test faces, the first ones (celebamask_synthetic/64 has 400)")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--run", help="a trained run's workdir: score its editor too")
+    args = parser.parse_args(argv)
+    config = builder.synthetic_config(args.resolution)
+    files = synthetic.celeba_files(config.num_faces, config.seed)
+    test = [k for k in range(config.num_faces)
+            if layout.split_of(files[k]) == "test"][:args.faces]
+    with tempfile.TemporaryDirectory() as folder:
+        rows = [editors(k, args.resolution, config.seed, folder) for k in test]
+    opened = sum(r["opening"] for r in rows)
+    print(f"celebamask_synthetic/{config.name}, test faces {len(rows)} ({opened} opened, "
+          f"{len(rows) - opened} closed); gap to the truth closed:")
+    names = ("median draws", "pixel median", "truth")
+    if args.run:
+        add_edits(rows, args.run, name=f"editor of {args.run}")
+        names = (f"editor of {args.run}",) + names
+    print_tables(rows, names, names[0] if args.run else None)
+
+
+if __name__ == "__main__":
+    main()
