@@ -20,5 +20,9 @@ class InputError(Error, ValueError):
     """A file, folder, workdir or argument that cannot be used; the message names it."""
 
 
+class RunInUseError(InputError):
+    """Another live process holds the workdir (its lock); a sweep skips such a run."""
+
+
 class NonFiniteLossError(Error, FloatingPointError):
     """A loss became NaN or infinite; names the iteration and the term."""

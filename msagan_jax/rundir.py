@@ -107,8 +107,8 @@ def claim(workdir: os.PathLike, config: ml_collections.ConfigDict,
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise errors.InputError(f"another run is using {path} ({holder}); wait for it to "
-                                    f"end, or use another --workdir") from None
+            raise errors.RunInUseError(f"another run is using {path} ({holder}); wait for it "
+                                       f"to end, or use another --workdir") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()} since "

@@ -6,8 +6,11 @@ Lays out <workdir>/judge (trained once) and <workdir>/runs/<structure>_<loss>_s<
 an ordinary training workdir, then writes <workdir>/report.md, results.csv and figures like
 the paper's Figs 6-8 plus a Figs 3-5 sample sheet. A finished run (eval/metrics.json at its
 last step) is skipped, an unfinished one resumes from its checkpoint: run the same command
-again after a crash (add --report_only to report the runs finished so far). The report's
-verdicts on the paper's claims and its learning-curve figure are in sweep_claims.py.
+again after a crash (add --report_only to report the runs finished so far). Several processes
+may share one sweep folder (the same command started once per core, with
+--config.cpu_devices=1): each trains the next run no other process holds, and the one that
+finishes last writes the report. The report's verdicts on the paper's claims and its
+learning-curve figure are in sweep_claims.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import math
 import os
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +80,8 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
               structures: Sequence[str] = STRUCTURES, mask_losses: Sequence[str] = MASK_LOSSES,
               report_only: bool = False) -> list[dict[str, Any]] | None:
     """Trains and evaluates every (structure, mask loss, seed), then writes the report.
-    Returns the runs' metrics, or None when a signal stopped it (run again to resume).
+    Returns the runs' metrics, or None when a signal stopped it (run again to resume); runs
+    that another process is still training are left out, and then the report is theirs.
     report_only: train nothing; report the runs finished so far (a sweep still under way)."""
     workdir = pathlib.Path(workdir).absolute()
     judge_dir = workdir / "judge"
@@ -95,25 +100,47 @@ def run_sweep(base: ml_collections.ConfigDict, workdir: os.PathLike, seeds: Sequ
     num_steps = train.num_train_steps(base, info.splits["train"].num_examples)
     if report_only:
         return _report_finished(workdir, plan, num_steps, base)
-    judged = experiment.ensure_judge(configs[0], workdir / "runs")
+    judged = _judge_once(configs[0], workdir / "runs")
     if judged is not None and not judged.finished:
         return None
-    results = []
-    for i, (config, (structure, mask_loss, seed)) in enumerate(zip(configs, plan)):
-        run_dir = workdir / "runs" / run_name(structure, mask_loss, seed)
-        metrics = _finished(run_dir, num_steps)
-        if metrics is None:
-            console.say(f"sweep {i + 1}/{len(plan)}: {run_dir.name}")
+    run_dirs = [workdir / "runs" / run_name(*planned) for planned in plan]
+    for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+        step = f"sweep {i + 1}/{len(plan)}: {run_dir.name}"
+        if _finished(run_dir, num_steps) is not None:
+            console.say(f"{step} is done")
+            continue
+        console.say(step)
+        try:
             result = experiment.train_and_evaluate(config, run_dir)
-            if not result.finished:
-                logging.warning("sweep stopped in %s; run the same command to resume", run_dir)
-                return None
-            metrics = result.metrics
-        else:
-            console.say(f"sweep {i + 1}/{len(plan)}: {run_dir.name} is done")
-        results.append(metrics)
+        except errors.RunInUseError:  # another sweep process on this folder is training it
+            console.say(f"{step} is training in another process; on to the next")
+            continue
+        if not result.finished:
+            logging.warning("sweep stopped in %s; run the same command to resume", run_dir)
+            return None
+    # Read back, not kept: runs that other processes trained count too.
+    results = [_finished(run_dir, num_steps) for run_dir in run_dirs]
+    if any(metrics is None for metrics in results):
+        busy = [d.name for d, m in zip(run_dirs, results) if m is None]
+        console.say(f"{len(busy)} run(s) still training in another process ({', '.join(busy)});"
+                    " the sweep process that finishes last writes the report")
+        return [metrics for metrics in results if metrics is not None]
     write_report(workdir, results, base)
     return results
+
+
+def _judge_once(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                poll_s: float = 10.0) -> Any:
+    """experiment.ensure_judge, waiting while another sweep process trains the judge."""
+    waiting = False
+    while True:
+        try:
+            return experiment.ensure_judge(config, workdir)
+        except errors.RunInUseError:
+            if not waiting:
+                console.say("another process is training the sweep's judge; waiting for it")
+                waiting = True
+            time.sleep(poll_s)
 
 
 def _report_finished(workdir: pathlib.Path, plan: list[tuple[str, str, int]], num_steps: int,

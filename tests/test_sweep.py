@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 
 import pytest
 
 from conftest import tiny_config
-from msagan_jax import errors, experiment, sweep
+from msagan_jax import errors, experiment, rundir, sweep
 
 PLAN = dict(seeds=[0], structures=["e2d2", "e1d1"], mask_losses=["none", "sde"])
 
@@ -55,10 +56,8 @@ def test_report_only_reports_the_finished_runs_of_a_sweep_under_way_and_trains_n
     assert "| E2D2 | sde | 0 |" not in report and "| E1D1 | sde | 0 |" in report
 
 
-def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_sweep,
-                                                                         monkeypatch):
-    base, workdir, _ = finished_sweep
-    (workdir / "runs" / "e1d1_sde_s0" / "eval" / "metrics.json").unlink()
+def count_runs(monkeypatch) -> list[str]:
+    """The names of the runs the sweep goes on to train, in order (training them for real)."""
     calls = []
     real_run = experiment.train_and_evaluate
 
@@ -67,9 +66,48 @@ def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_
         return real_run(config, run_dir)
 
     monkeypatch.setattr(experiment, "train_and_evaluate", counting_run)
+    return calls
+
+
+def test_a_rerun_skips_finished_models_and_redoes_only_the_missing_one(finished_sweep,
+                                                                         monkeypatch):
+    base, workdir, _ = finished_sweep
+    (workdir / "runs" / "e1d1_sde_s0" / "eval" / "metrics.json").unlink()
+    calls = count_runs(monkeypatch)
     results = sweep.run_sweep(base, workdir, **PLAN)
     assert calls == ["e1d1_sde_s0"]
     assert len(results) == 4
+
+
+def test_a_run_held_by_another_sweep_process_is_skipped_and_the_last_to_finish_reports(
+        finished_sweep, monkeypatch):
+    base, workdir, _ = finished_sweep
+    held = workdir / "runs" / "e1d1_sde_s0"
+    (held / "eval" / "metrics.json").unlink()
+    (workdir / "report.md").unlink()
+    calls = count_runs(monkeypatch)
+    with open(held / rundir.LOCK_FILE, "a+") as lock:  # what a second sweep process holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        results = sweep.run_sweep(base, workdir, **PLAN)
+        assert calls == ["e1d1_sde_s0"]  # tried, found held, left alone
+        assert len(results) == 3 and not (workdir / "report.md").exists()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    results = sweep.run_sweep(base, workdir, **PLAN)  # the held run's process, finishing last
+    assert calls == ["e1d1_sde_s0", "e1d1_sde_s0"] and len(results) == 4
+    assert "Partial" not in (workdir / "report.md").read_text()
+
+
+def test_a_sweep_waits_while_another_process_trains_its_judge(monkeypatch):
+    answers = [errors.RunInUseError("held"), errors.RunInUseError("held"), None]
+
+    def ensure_judge(config, workdir):
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+
+    monkeypatch.setattr(experiment, "ensure_judge", ensure_judge)
+    assert sweep._judge_once(None, None, poll_s=0.0) is None
+    assert answers == []  # asked until the other process let go
 
 
 def test_an_unknown_structure_is_refused_by_name(synthetic_data_dir, tmp_path):
