@@ -129,6 +129,7 @@ def curve_figure(path: pathlib.Path, curves: dict[tuple[str, str, int], dict],
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     if not any(curves.values()):
         return None
@@ -137,22 +138,26 @@ def curve_figure(path: pathlib.Path, curves: dict[tuple[str, str, int], dict],
     for row, metric in enumerate(metrics):
         for col, structure in enumerate(structures):
             ax = axes[row][col]
-            for loss in losses:
+            for i, loss in enumerate(losses):
                 runs = [c for (s, m, _), c in curves.items() if s == structure and m == loss]
                 steps = sorted({t for c in runs for t in c if metric in c[t]})
                 if not steps:
                     continue
                 values = np.array([[c.get(t, {}).get(metric, np.nan) for t in steps]
                                    for c in runs])
-                line, = ax.plot(steps, np.nanmean(values, 0), label=loss, marker=".")
+                # One colour per loss in every panel: a panel missing a loss must not shift
+                # the others' colours away from the legend's.
+                ax.plot(steps, np.nanmean(values, 0), label=loss, marker=".", color=f"C{i}")
                 ax.fill_between(steps, np.nanmin(values, 0), np.nanmax(values, 0),
-                                color=line.get_color(), alpha=0.2)
+                                color=f"C{i}", alpha=0.2)
             label = "accuracy" if metric == ACCURACY else "gap closed"
             ax.set_title(f"{structure.upper()}: {label}", fontsize=9)
             ax.grid(alpha=0.3)
             if row == len(metrics) - 1:
                 ax.set_xlabel("iteration")
-    axes[0][0].legend(title="mask loss", fontsize=8)
+    handles = [Line2D([], [], color=f"C{i}", marker=".", label=loss)
+               for i, loss in enumerate(losses)]
+    axes[0][0].legend(handles=handles, title="mask loss", fontsize=8)
     fig.suptitle("Validation during training (line: mean over seeds; band: lowest to highest)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -78,3 +78,24 @@ def test_the_learning_curve_figure_draws_every_run_csv(tmp_path):
     assert path.stat().st_size > 5000
     assert sweep_claims.curve_figure(tmp_path / "none.png", {("e1d1", "sde", 0): {}},
                                      ["e1d1"], ["sde"]) is None
+
+
+def test_each_mask_loss_keeps_its_legend_colour_in_a_panel_that_lacks_another_loss(
+        tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    curve = {200: {"attribute_editing_accuracy": 0.5, "gap_closed": 0.3}}
+    # E2D2 has every loss; E1D1 lacks "mae", so its "sde" line is its second, not its third.
+    curves = {("e2d2", loss, 0): curve for loss in ("none", "mae", "sde")}
+    curves |= {("e1d1", loss, 0): curve for loss in ("none", "sde")}
+    sweep_claims.curve_figure(tmp_path / "c.png", curves, ["e2d2", "e1d1"],
+                              ["none", "mae", "sde"])
+    (fig,) = saved
+    legend = {t.get_text(): h.get_color() for t, h in zip(
+        fig.axes[0].get_legend().get_texts(), fig.axes[0].get_legend().legend_handles)}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert line.get_color() == legend[line.get_label()], ax.get_title()
+    assert {line.get_label() for line in fig.axes[1].get_lines()} == {"none", "sde"}
