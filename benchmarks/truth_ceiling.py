@@ -26,6 +26,10 @@ ceiling is measured both ways.
 also edits the same faces with a trained editor (`load_editor`) and splits its remaining error
 by where it lies, in the true edited face's parts: the cavity and teeth (`mouth`), each lip,
 and everywhere else.
+
+    python -m benchmarks.truth_ceiling --run runs/quickstart --by Wearing_Lipstick
+
+splits each editor's gap closed by an attribute of the input face (with it / without it).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ def editors(k: int, resolution: int, seed: int, folder: str) -> dict[str, np.nda
             "median draws": draw(dict.fromkeys(UNKNOWN, 0.5)),
             "pixel median": np.median(np.stack(grid), axis=0).round().astype(np.uint8),
             "random draws": draw(dict(zip(UNKNOWN, np.random.default_rng([seed, k, 1]).random(3)))),
-            "opening": not face.attributes[ATTRIBUTE]}
+            "opening": not face.attributes[ATTRIBUTE], "attributes": face.attributes}
 
 
 def add_edits(rows: list[dict], run: str, name: str = "editor") -> None:
@@ -131,12 +135,28 @@ def print_tables(rows: list[dict], names: tuple[str, ...], editor: str | None) -
                 f"{e:.0%} / {g:.0%}" for e, g in shares.values()) + " |")
 
 
+def print_split(rows: list[dict], names: tuple[str, ...], attribute: str) -> None:
+    """Each of `names`' gap closed over the faces with `attribute` and over those without."""
+    print(f"\ngap closed by {attribute} of the input face (faces opened / closed):\n"
+          "| editor | faces | opening | closing |\n| --- | --- | --- | --- |")
+    for name in names:
+        for value in (True, False):
+            part = [r for r in rows if r["attributes"][attribute] == value]
+            counts = [sum(r["opening"] == o for r in part) for o in (True, False)]
+            cells = [f"{gap_closed(part, name, o):.1%}" if n else "-"
+                     for o, n in zip((True, False), counts)]
+            print(f"| {name}, {'with' if value else 'without'} | {counts[0]} / {counts[1]} | "
+                  + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=400,
                         help="test faces, the first ones (celebamask_synthetic/64 has 400)")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--run", help="a trained run's workdir: score its editor too")
+    parser.add_argument("--by", choices=synthetic.MODELED_ATTRIBUTES, metavar="ATTRIBUTE",
+                        help="also split the gap closed by this attribute of the input face")
     args = parser.parse_args(argv)
     config = builder.synthetic_config(args.resolution)
     files = synthetic.celeba_files(config.num_faces, config.seed)
@@ -152,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         add_edits(rows, args.run, name=f"editor of {args.run}")
         names = (f"editor of {args.run}",) + names
     print_tables(rows, names, names[0] if args.run else None)
+    if args.by:
+        print_split(rows, names, args.by)
 
 
 if __name__ == "__main__":

@@ -215,3 +215,21 @@ def test_the_truth_closes_the_whole_gap_and_a_median_or_random_guess_part_of_the
     assert sum(e for e, _ in shares.values()) == pytest.approx(1.0)
     assert all(e == pytest.approx(g) for e, g in shares.values())  # its error is the gap
     assert shares["mouth"][0] > 0.3
+
+
+def test_the_split_by_an_attribute_scores_the_faces_with_it_and_those_without_apart(
+        tmp_path, capsys):
+    from benchmarks import truth_ceiling
+
+    rows = [truth_ceiling.editors(k, 32, 0, str(tmp_path)) for k in (2, 12, 22, 32, 42, 52)]
+    men = [r for r in rows if r["attributes"]["Male"]]
+    assert 0 < len(men) < len(rows)
+    for r in rows:  # an editor that is perfect on the men and does nothing to the others
+        r["half"] = r["truth"] if r["attributes"]["Male"] else r["input"]
+    truth_ceiling.print_split(rows, ("half",), "Male")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| half")]
+    with_, without = ([c.strip() for c in line.split("|")[2:-1]] for line in lines)
+    opened = sum(r["opening"] for r in men)
+    assert with_[0] == f"{opened} / {len(men) - opened}"
+    assert set(with_[1:]) <= {"100.0%", "-"} and "100.0%" in with_
+    assert set(without[1:]) <= {"0.0%", "-"} and "0.0%" in without
