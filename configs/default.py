@@ -88,7 +88,8 @@ def _objectives(config: ml_collections.ConfigDict) -> None:
     config.d_steps = 3  # D steps per G step; each step reads its own batch
     config.lr_decay_start = -1  # iteration from which both rates fall linearly to 0; -1 never
     config.ema_decay = 0.0  # > 0: samples, evaluation and editing use an exponential moving
-    # average of G's weights with this decay (not the paper's: 0 = off, G's own weights)
+    # average of G's weights with this decay (not the paper's: 0 = off, G's own weights); the
+    # decay ramps up as (1 + t) / (10 + t) and reaches 0.999 only after ~9,000 iterations
     config.num_train_steps = -1  # iterations (d_steps D steps + 1 G step); -1: from num_epochs
     config.num_epochs = 8.0  # used when num_train_steps is -1; an epoch reads the train split once
     config.seed = 0  # seeds the model, the data order and flips: same seed, same run

@@ -27,6 +27,8 @@ def get_config():
     config.learning_rate = 1e-3
     # Samples, evaluation and editing from a moving average of G's weights (not the paper's):
     # test gap closed 56.5% / 74.7% opening / closing against 52.9% / 73.6% without (README).
+    # Over 800 iterations the ramp (1 + t) / (10 + t) keeps it below 0.999 (0.989 at the end);
+    # longer windows scored no better (README).
     config.ema_decay = 0.999
     config.log_every = 25
     config.sample_every = 100
