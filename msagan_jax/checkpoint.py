@@ -36,6 +36,13 @@ def checkpoint_dir(workdir: os.PathLike) -> pathlib.Path:
     return pathlib.Path(workdir).absolute() / "checkpoints"
 
 
+def has_checkpoint(workdir: os.PathLike) -> bool:
+    """Whether <workdir>/checkpoints holds a complete checkpoint (a step-named folder; orbax
+    writes into a temporary name and renames it when done)."""
+    folder = checkpoint_dir(workdir)
+    return folder.is_dir() and any(p.name.isdigit() and p.is_dir() for p in folder.iterdir())
+
+
 def create_manager(workdir: os.PathLike, keep: int = 3) -> ocp.CheckpointManager:
     """An orbax manager of <workdir>/checkpoints that keeps the `keep` latest checkpoints.
 

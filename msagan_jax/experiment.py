@@ -13,7 +13,8 @@ import os
 
 import ml_collections
 
-from msagan_jax import classifier, config_lib, console, judge_lib, loop, parallel, train
+from msagan_jax import checkpoint, classifier, config_lib, console, judge_lib, loop, parallel
+from msagan_jax import train
 
 
 def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -25,9 +26,11 @@ def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def ensure_judge(config: ml_collections.ConfigDict, workdir: os.PathLike) -> loop.Result | None:
     """Trains (or finishes training) the judge an editor of `config` in `workdir` names, when
-    it has no results yet. None when it already had them."""
+    it has no results yet or its checkpoints are gone (a folder that kept only its results, as
+    results/sweep_synthetic in this repository does: the same seed trains the same judge on
+    the same machine). None when it already had both."""
     judge_dir = judge_lib.judge_dir(config, workdir)
-    if judge_lib.read_results(judge_dir) is not None:
+    if judge_lib.read_results(judge_dir) is not None and checkpoint.has_checkpoint(judge_dir):
         return None
     console.say(f"training the judge (ResNet-{config.judge.depth}) in {judge_dir}")
     return classifier.train_judge(judge_config(config), judge_dir)

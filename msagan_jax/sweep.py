@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from msagan_jax import config_lib, console, editor as editor_lib, errors, evaluate, experiment
+from msagan_jax import config_lib, console, errors, evaluate, experiment
 from msagan_jax import input_pipeline, losses, models, parallel, sweep_claims, train, visualize
 
 STRUCTURES = tuple(models.STRUCTURES)  # e2d2, e2d1, e1d2, e1d1
@@ -196,18 +196,22 @@ def _bar_figure(path: pathlib.Path, groups: list[str], panels: list[tuple[str, d
 
 def _sample_sheet(workdir: pathlib.Path, results: list[dict], base: ml_collections.ConfigDict,
                   faces: int = 4) -> pathlib.Path | None:
-    """Figs 3-5: for the first seed's runs, a Figs 3-5 grid of the same test faces per model,
-    stacked with a label strip."""
+    """Figs 3-5: for the first seed's runs, the top `faces` rows of each run's own evaluation
+    grid (eval/samples.png: the same first faces of the split for every run), stacked with a
+    label strip. Read from the grids, not the checkpoints, so a sweep folder that keeps only
+    its runs' results (as results/sweep_synthetic in this repository does) still reports."""
     from PIL import Image, ImageDraw
 
     seed = results[0]["seed"]
+    size, gap = base.image_size, 2  # visualize.sample_grid's layout
     rows = []
     for r in results:
-        if r["seed"] != seed:
+        grid_path = (workdir / "runs" / run_name(r["structure"], r["mask_loss"], seed)
+                     / evaluate.EVAL_DIR / "samples.png")
+        if r["seed"] != seed or not grid_path.exists():
             continue
-        run_dir = workdir / "runs" / run_name(r["structure"], r["mask_loss"], seed)
-        ed = editor_lib.load_editor(run_dir, judge=None)
-        grid = evaluate.sample_sheet(ed, evaluate._sample_faces(ed, base.eval_split, faces))
+        grid = np.asarray(Image.open(grid_path).convert("RGB"))
+        grid = grid[:min(len(grid), faces * (size + gap) - gap)]
         label = Image.new("RGB", (grid.shape[1], 14), "white")
         ImageDraw.Draw(label).text(
             (2, 1), f"{r['structure'].upper()} + {r['mask_loss']}: input | G(I,0) G(I,1) | "

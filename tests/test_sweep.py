@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import tiny_config
-from msagan_jax import errors, experiment, rundir, sweep
+from msagan_jax import checkpoint, errors, experiment, rundir, sweep
 
 PLAN = dict(seeds=[0], structures=["e2d2", "e1d1"], mask_losses=["none", "sde"])
 
@@ -54,6 +57,27 @@ def test_report_only_reports_the_finished_runs_of_a_sweep_under_way_and_trains_n
     report = (workdir / "report.md").read_text()
     assert "**Partial: 3 of the 4 planned runs have finished.**" in report
     assert "| E2D2 | sde | 0 |" not in report and "| E1D1 | sde | 0 |" in report
+
+
+def test_a_sweep_folder_that_kept_only_its_results_retrains_its_judge_and_reports_again(
+        finished_sweep, monkeypatch, tmp_path):
+    # What results/sweep_synthetic keeps in git: no checkpoint, judge's or runs'.
+    base, workdir, _ = finished_sweep
+    kept = tmp_path / "sweep"
+    shutil.copytree(workdir, kept, ignore=shutil.ignore_patterns("checkpoints", "jax_cache",
+                                                                 "report.md", "*.png"))
+    for run in (workdir / "runs").iterdir():  # each run's own evaluation grid is kept
+        shutil.copy(run / "eval" / "samples.png", kept / "runs" / run.name / "eval")
+    calls = count_runs(monkeypatch)
+    results = sweep.run_sweep(base, kept, **PLAN)
+    assert calls == [] and len(results) == 4  # every run counted as finished
+    assert checkpoint.has_checkpoint(kept / "judge")  # the judge was trained again
+    assert "Partial" not in (kept / "report.md").read_text()
+    sheet = np.asarray(Image.open(kept / "sample_sheet.png").convert("RGB"))
+    grid = np.asarray(Image.open(kept / "runs" / "e2d2_none_s0" / "eval" / "samples.png")
+                      .convert("RGB"))
+    top = grid[:4 * (base.image_size + 2) - 2]  # its first 4 faces, under a 14-pixel label
+    np.testing.assert_array_equal(sheet[14:14 + len(top)], top)
 
 
 def count_runs(monkeypatch) -> list[str]:
