@@ -124,12 +124,9 @@ def _guide_statistics(mask: jax.Array, guide: jax.Array) -> dict[str, jax.Array]
 
 # --- The pure iteration --------------------------------------------------------------------
 
-def make_train_iteration(config: ml_collections.ConfigDict,
-                         num_steps: int) -> Callable[[TrainState, Batch],
-                                                     tuple[TrainState, dict[str, jax.Array]]]:
-    """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
-    generator, discriminator = models.create_models(config)
-    g_tx, d_tx = create_optimizers(config, num_steps)
+def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Module) -> Callable:
+    """D's loss (eq. 7, WGAN-GP's penalty included) as (d_params, image, label, fake, key) ->
+    (loss, metrics)."""
     adversarial = config.adversarial_loss
 
     def d_loss(d_params, image, label, fake, key):
@@ -148,14 +145,29 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         loss = losses.discriminator_loss(src, config.cls_weight * terms["d/cls"])
         return loss, {"d/loss": loss, **terms}
 
-    def d_step(g_params, carry, xs):
-        d_params, d_opt_state = carry
-        image, label, key = xs
-        fake, _, _ = generator.apply(g_params, image, 1.0 - label)
-        grads, metrics = jax.grad(d_loss, has_aux=True)(
-            d_params, image, label, jax.lax.stop_gradient(fake), key)
-        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
-        return (optax.apply_updates(d_params, updates), d_opt_state), metrics
+    return d_loss
+
+
+def _mask_terms(config: ml_collections.ConfigDict, guide: jax.Array, b_id: jax.Array,
+                b_dual: jax.Array, b_edit: jax.Array) -> dict[str, jax.Array]:
+    """The guide-mask loss (eqs. 4-5) on the identity and dual passes (and, with
+    mask_edit_weight, the edit pass): its terms and their weighted sum "g/mask"."""
+    kind = config.mask_loss
+    terms = {"g/mask_id": losses.mask_term(kind, guide, b_id),
+             "g/mask_dual": losses.mask_term(kind, guide, b_dual)}
+    terms["g/mask"] = losses.mask_loss(terms["g/mask_id"], terms["g/mask_dual"],
+                                       config.mask_id_weight, config.mask_dual_weight)
+    if config.mask_edit_weight:
+        terms["g/mask_edit"] = losses.mask_term(kind, guide, b_edit)
+        terms["g/mask"] += config.mask_edit_weight * terms["g/mask_edit"]
+    return terms
+
+
+def _g_loss_fn(config: ml_collections.ConfigDict, generator: flax.linen.Module,
+               discriminator: flax.linen.Module) -> Callable:
+    """G's loss (eq. 6: adversarial, classification, reconstruction, guide mask) as
+    (g_params, d_params, image, label, guide) -> (loss, metrics)."""
+    adversarial = config.adversarial_loss
 
     def g_loss(g_params, d_params, image, label, guide):
         # The edit pass G(I, 1-c) and the identity pass G(I, c) in one call: what sees only
@@ -176,17 +188,31 @@ def make_train_iteration(config: ml_collections.ConfigDict,
             # The guide statistics are logged without a mask loss too: they show the collapse.
             stats.update(_guide_statistics(b_edit, guide))
         if guide is not None and config.mask_loss != "none":
-            kind = config.mask_loss
-            terms["g/mask_id"] = losses.mask_term(kind, guide, b_id)
-            terms["g/mask_dual"] = losses.mask_term(kind, guide, b_dual)
-            terms["g/mask"] = losses.mask_loss(terms["g/mask_id"], terms["g/mask_dual"],
-                                               config.mask_id_weight, config.mask_dual_weight)
-            if config.mask_edit_weight:
-                terms["g/mask_edit"] = losses.mask_term(kind, guide, b_edit)
-                terms["g/mask"] += config.mask_edit_weight * terms["g/mask_edit"]
+            terms.update(_mask_terms(config, guide, b_id, b_dual, b_edit))
         loss = losses.generator_loss(terms["g/adv"], config.cls_weight * terms["g/cls"], rec,
                                      terms["g/mask"])
         return loss, {"g/loss": loss, **terms, **stats}
+
+    return g_loss
+
+
+def make_train_iteration(config: ml_collections.ConfigDict,
+                         num_steps: int) -> Callable[[TrainState, Batch],
+                                                     tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
+    generator, discriminator = models.create_models(config)
+    g_tx, d_tx = create_optimizers(config, num_steps)
+    d_loss = _d_loss_fn(config, discriminator)
+    g_loss = _g_loss_fn(config, generator, discriminator)
+
+    def d_step(g_params, carry, xs):
+        d_params, d_opt_state = carry
+        image, label, key = xs
+        fake, _, _ = generator.apply(g_params, image, 1.0 - label)
+        grads, metrics = jax.grad(d_loss, has_aux=True)(
+            d_params, image, label, jax.lax.stop_gradient(fake), key)
+        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
+        return (optax.apply_updates(d_params, updates), d_opt_state), metrics
 
     def train_iteration(state: TrainState, batch: Batch):
         k = config.d_steps
