@@ -203,7 +203,7 @@ def _sample_sheet(workdir: pathlib.Path, results: list[dict], base: ml_collectio
     from PIL import Image, ImageDraw
 
     seed = results[0]["seed"]
-    size, gap = base.image_size, 2  # visualize.sample_grid's layout
+    size, gap = base.image_size, visualize.GAP  # the layout of eval/samples.png
     rows = []
     for r in results:
         grid_path = (workdir / "runs" / run_name(r["structure"], r["mask_loss"], seed)

@@ -17,6 +17,9 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+GAP = 2  # the white lines between a grid's images, in pixels
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] images (..., 3) -> uint8."""
     return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
@@ -29,7 +32,7 @@ def mask_to_uint8(masks: np.ndarray) -> np.ndarray:
     return np.repeat(gray, 3, axis=-1)
 
 
-def tile(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
+def tile(columns: list[np.ndarray], gap: int = GAP) -> np.ndarray:
     """uint8 columns, each (N, H, W, 3), side by side, separated by white lines of `gap`."""
     n, h, w, _ = columns[0].shape
     grid = np.full((n * h + (n - 1) * gap, len(columns) * w + (len(columns) - 1) * gap, 3), 255,
@@ -41,7 +44,7 @@ def tile(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
 
 
 def sample_grid(images: np.ndarray, outputs: np.ndarray, masks: np.ndarray,
-                attribute_images: np.ndarray, gap: int = 2) -> np.ndarray:
+                attribute_images: np.ndarray, gap: int = GAP) -> np.ndarray:
     """The grid (uint8, H', W', 3) of `images` (N, H, W, 3) in [-1, 1] and, for c = 0 and 1,
     `outputs` (2, N, H, W, 3), `masks` (2, N, H, W, 1) and `attribute_images` (2, N, H, W, 3)."""
     return tile([to_uint8(images), *to_uint8(outputs), *mask_to_uint8(masks),
@@ -49,7 +52,7 @@ def sample_grid(images: np.ndarray, outputs: np.ndarray, masks: np.ndarray,
 
 
 def truth_grid(to_1: tuple[np.ndarray, ...], to_0: tuple[np.ndarray, ...],
-               gap: int = 2) -> np.ndarray:
+               gap: int = GAP) -> np.ndarray:
     """Edits beside the truth: each row is input | edit | truth of a face edited to 1, then of
     a face edited to 0; `to_1` and `to_0` are (inputs, edits, truths), each (N, H, W, 3) in
     [-1, 1], the same N."""
