@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.width = 32  # channels of G's first conv; doubled by each down-sampling
     config.num_down = 3  # G's stride-2 convs (and deconvs): 128 px -> 16 px bottleneck
     config.num_res_blocks = 4  # G's residual blocks at the bottleneck
+    # Not the paper's: the last conv drawing I_a also sees the input image, so it could copy the
+    # lips' colour (tried on the quick start: no better; README's Quick start).
+    config.image_skip = False
     config.d_width = 32  # channels of D's first conv; doubled by each layer
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs

@@ -189,7 +189,8 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """`num_up` Deconv 4x4/2 halving the width, then Conv 7x7/1 -> out_channels (no activation:
-    the caller splits the channels and applies tanh / sigmoid)."""
+    the caller splits the channels and applies tanh / sigmoid). With `skip` (an image at the
+    output's size) the last conv also sees it (`image_skip`, not the paper's)."""
 
     width: int = 32
     num_up: int = 3
@@ -198,10 +199,12 @@ class Decoder(nn.Module):
     conv_impl: str = "matmul"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, skip: jax.Array | None = None) -> jax.Array:
         for i in reversed(range(self.num_up)):
             up = UpConv(self.width * 2 ** i, self.dtype, self.conv_impl)
             x = nn.relu(_norm(self.dtype)(up(x)))
+        if skip is not None:
+            x = jnp.concatenate([x, skip.astype(x.dtype)], -1)
         return _conv(self.out_channels, 7, 1, 3, self.dtype)(x)
 
 
@@ -215,6 +218,7 @@ class EditingNetwork(nn.Module):
     num_res_blocks: int = 4
     dtype: Dtype = jnp.float32
     conv_impl: str = "matmul"
+    image_skip: bool = False
 
     def setup(self):
         encoder = dict(width=self.width, num_down=self.num_down,
@@ -243,14 +247,16 @@ class EditingNetwork(nn.Module):
         xs = jnp.concatenate([x] * k) if k > 1 else x
         h_a = self.encoder_a(tile_condition(xs, cs.reshape(-1)))
         repeat = (lambda y: jnp.concatenate([y] * k)) if k > 1 else (lambda y: y)
+        # The decoder that draws I_a may see the input at full size, to copy its colours.
+        skip = xs if self.image_skip else None
         if self.structure == "e2d2":
-            raw_a, raw_b = self.decoder_a(h_a), repeat(self.decoder_s(self.encoder_s(x)))
+            raw_a, raw_b = self.decoder_a(h_a, skip), repeat(self.decoder_s(self.encoder_s(x)))
         elif self.structure == "e1d2":
-            raw_a, raw_b = self.decoder_a(h_a), self.decoder_s(h_a)
+            raw_a, raw_b = self.decoder_a(h_a, skip), self.decoder_s(h_a)
         else:
             h = h_a if self.encoder_s is None else jnp.concatenate(
                 [h_a, repeat(self.encoder_s(x))], -1)
-            out = self.decoder(h)
+            out = self.decoder(h, skip)
             raw_a, raw_b = out[..., :3], out[..., 3:]
         # Activations in float32: the mask and image feed every loss.
         attribute_image = jnp.tanh(raw_a.astype(jnp.float32))
@@ -275,12 +281,13 @@ class Generator(nn.Module):
     num_res_blocks: int = 4
     dtype: Dtype = jnp.float32
     conv_impl: str = "matmul"
+    image_skip: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array, c: jax.Array):
         attribute_image, mask = EditingNetwork(
             self.structure, self.width, self.num_down, self.num_res_blocks, self.dtype,
-            self.conv_impl, name="F")(image, c)
+            self.conv_impl, self.image_skip, name="F")(image, c)
         return compose(image, attribute_image, mask), attribute_image, mask
 
 
@@ -339,7 +346,7 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrim
     dtype = DTYPES[config.compute_dtype]
     impl = resolve_conv_impl(config.conv_impl)
     generator = Generator(config.structure, config.width, config.num_down,
-                          config.num_res_blocks, dtype, impl)
+                          config.num_res_blocks, dtype, impl, config.image_skip)
     return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype,
                                     conv_impl=impl)
 

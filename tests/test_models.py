@@ -86,6 +86,34 @@ def test_parameter_counts_at_the_paper_recipe(structure, expected):
         assert parts["encoder_s"] + parts["decoder_s"] == 6_107_969  # SAN
 
 
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_image_skip_feeds_the_input_to_the_last_conv_of_i_a_and_with_zero_weights_changes_nothing(
+        structure):
+    image, c = _image(), jnp.array([0.0, 1.0])
+    plain = models.Generator(structure, **TINY)
+    skip = models.Generator(structure, **TINY, image_skip=True)
+    p_plain, p_skip = _init(plain, image, c), _init(skip, image, c)
+    last = "decoder_a" if structure.endswith("d2") else "decoder"
+    out = 3 if structure.endswith("d2") else 4
+    # Three more input channels on one 7x7 conv, nothing else.
+    assert models.parameter_count(p_skip) - models.parameter_count(p_plain) == 7 * 7 * 3 * out
+    conv = max(k for k in p_skip["params"]["F"][last] if k.startswith("Conv_"))
+    kernel = p_skip["params"]["F"][last][conv]["kernel"]
+    merged = jax.tree.map(lambda x: x, p_plain)  # a mutable copy
+    merged["params"]["F"][last][conv]["kernel"] = kernel.at[..., -3:, :].set(0.0).at[
+        ..., :-3, :].set(p_plain["params"]["F"][last][conv]["kernel"])
+    for a, b in zip(plain.apply(p_plain, image, c), skip.apply(merged, image, c)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # Non-zero weights on the input's channels alone change I_a (and, with two decoders, not b).
+    perturbed = jax.tree.map(lambda x: x, merged)
+    perturbed["params"]["F"][last][conv]["kernel"] = merged["params"]["F"][last][conv][
+        "kernel"].at[..., -3:, :].set(kernel[..., -3:, :])
+    (_, a0, b0), (_, a1, b1) = plain.apply(p_plain, image, c), skip.apply(perturbed, image, c)
+    assert float(jnp.max(jnp.abs(a1 - a0))) > 1e-3
+    if structure.endswith("d2"):
+        np.testing.assert_array_equal(b0, b1)
+
+
 def test_the_discriminator_matches_sagan_and_has_a_patch_head_and_a_logit_head():
     image = jnp.zeros((3, 128, 128, 3))
     d = models.Discriminator()
