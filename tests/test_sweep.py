@@ -147,3 +147,19 @@ def test_the_first_runs_of_a_seed_hold_every_structure_and_every_loss_once():
     assert {m for _, m, _ in first} == set(sweep.MASK_LOSSES)
     assert {seed for _, _, seed in plan[:16]} == {0}
     assert len(set(sweep.plan_runs([0], ["e2d2", "e1d1"], sweep.MASK_LOSSES))) == 8
+
+
+def test_the_figures_by_loss_and_structure_show_the_gap_closed_only_where_it_was_measured():
+    synthetic = [{"mask_loss": loss, "attribute_editing_accuracy": acc, "ssim": 0.95,
+                  "gap_closed": gap} for loss, acc, gap in
+                 (("none", 0.9, 0.4), ("none", 1.0, 0.6), ("sde", 1.0, 0.7))]
+    panels = dict(sweep._group_panels(synthetic, "mask_loss", ["none", "sde"]))
+    assert list(panels) == ["attribute-editing accuracy", "gap to the truth closed",
+                            "SSIM(input, output)"]
+    assert panels["gap to the truth closed"]["none"] == pytest.approx((0.5, 0.1))
+    assert panels["gap to the truth closed"]["sde"] == pytest.approx((0.7, 0.0))
+    # Real faces have no counterparts: their runs carry no gap, or NaN, and the panel goes.
+    real = [{**r, "gap_closed": float("nan")} for r in synthetic[:2]]
+    real.append({k: v for k, v in synthetic[2].items() if k != "gap_closed"})
+    assert [t for t, _ in sweep._group_panels(real, "mask_loss", ["none", "sde"])] == [
+        "attribute-editing accuracy", "SSIM(input, output)"]
