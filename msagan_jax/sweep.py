@@ -237,15 +237,15 @@ def _every_run_table(results: list[dict]) -> list[str]:
     return lines
 
 
-# The panels of Figs 6 and 7: (title, results field); a panel no run measured is left out (the
-# gap to the truth needs counterparts, which only the synthetic faces have).
-GROUP_PANELS = (("attribute-editing accuracy", "attribute_editing_accuracy"),
-                ("gap to the truth closed", "gap_closed"), ("SSIM(input, output)", "ssim"))
+# The metrics of Figs 6 and 7; a panel no run measured is left out (the gap to the truth needs
+# counterparts, which only the synthetic faces have).
+GROUP_PANELS = ("attribute_editing_accuracy", "gap_closed", "ssim")
 
 
 def _group_panels(results: list[dict], key: str, order: Sequence[str]) -> list[tuple[str, dict]]:
-    """GROUP_PANELS' (title, {group: (mean, std)}) by `key`, without the unmeasured ones."""
-    panels = [(title, _group(results, key, field, order)) for title, field in GROUP_PANELS]
+    """(label, {group: (mean, std)}) by `key` for GROUP_PANELS, without the unmeasured ones."""
+    panels = [(evaluate.METRICS[field].label, _group(results, key, field, order))
+              for field in GROUP_PANELS]
     return [(t, g) for t, g in panels if any(not math.isnan(m) for m, _ in g.values())]
 
 
