@@ -42,6 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Not the paper's: the last conv drawing I_a also sees the input image, so it could copy the
     # lips' colour (tried on the quick start: no better; README's Quick start).
     config.image_skip = False
+    # Not the paper's: the residual blocks' instance norms also take a scale and bias from the
+    # target c. The paper's input plane for c mostly cancels in each norm (README, Quick start).
+    config.conditional_norm = False
+    # How F draws I_a: "direct" (the paper: tanh of 3 channels) or "colour_transform" (not the
+    # paper's: a per-pixel 3x3 matrix and offset applied to the input's own colours).
+    config.attribute_image = "direct"
     config.d_width = 32  # channels of D's first conv; doubled by each layer
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs

@@ -109,6 +109,7 @@ def save(workdir: os.PathLike, config: ml_collections.ConfigDict) -> None:
 _CHOICES = {"what_to_train": TRAINABLE, "structure": models.STRUCTURES,
             "mask_loss": losses.MASK_LOSSES, "adversarial_loss": losses.ADVERSARIAL_LOSSES,
             "compute_dtype": tuple(models.DTYPES), "conv_impl": models.CONV_IMPLS,
+            "attribute_image": models.ATTRIBUTE_IMAGES,
             "judge.depth": tuple(models.ARCHITECTURES)}
 _POSITIVE = ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_layers",
              "d_steps", "log_every", "num_samples", "checkpoint_every", "keep_checkpoints",

@@ -3,6 +3,10 @@
     I_a, b = F(I, c)                          attribute image (tanh, 3 ch), attention mask (sigmoid)
     G(I, c) = I_a * b + I * (1 - b)           outside the mask the output is the input
 
+Two options that are not the paper's, for small models (README, Quick start): `attribute_image=
+"colour_transform"` draws I_a as a per-pixel affine map of the input's colours, and
+`conditional_norm` gives the residual blocks' norms a scale and bias that depend on c.
+
 Structures (paper Fig. 2; "encoder" = the down-sampling convolutions plus the residual
 bottleneck, "decoder" = the up-sampling path and the output convolution):
 
@@ -35,6 +39,9 @@ STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
 # "matmul" as strided slices and matrix products, "xla" as lax's own convolutions, "auto" the
 # one measured faster on the platform (resolve_conv_impl).
 CONV_IMPLS = ("auto", "matmul", "xla")
+# How F draws I_a: "direct", the paper's tanh of 3 decoder channels; "colour_transform" (not the
+# paper's), a per-pixel 3x3 matrix and offset from 12 channels applied to the input's colour.
+ATTRIBUTE_IMAGES = ("direct", "colour_transform")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # SaGAN's re-implementations initialise every weight from N(0, 0.02), biases from zero.
@@ -153,16 +160,40 @@ class UpConv(nn.Module):
         return y.reshape(batch, 2 * height, 2 * width, self.features) + bias
 
 
+class ConditionalAffine(nn.Module):
+    """x * (1 + s * scale) + s * bias, s = 2c - 1 = -1 or +1 per image: a norm's learned scale
+    and bias made to depend on the target c (conditional instance norm; not the paper's).
+
+    The paper's only path for c, a constant input plane, reaches the network through the first
+    conv's zero padding alone: each instance norm removes a channel's spatial mean, and in the
+    interior c adds just that (README, Quick start). Zero-initialised: it starts as the plain
+    network."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.zeros, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        s = (2.0 * c - 1.0).astype(x.dtype)[:, None, None, None]
+        return x * (1.0 + s * scale.astype(x.dtype)) + s * bias.astype(x.dtype)
+
+
 class ResidualBlock(nn.Module):
-    """Conv3x3-Norm-ReLU-Conv3x3-Norm, plus the input."""
+    """Conv3x3-Norm-ReLU-Conv3x3-Norm, plus the input. With c, each norm is conditioned on it
+    (ConditionalAffine)."""
 
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, c: jax.Array | None = None) -> jax.Array:
         features = x.shape[-1]
-        y = nn.relu(_norm(self.dtype, True)(_conv(features, 3, 1, 1, self.dtype)(x)))
-        y = _norm(self.dtype, True)(_conv(features, 3, 1, 1, self.dtype)(y))
+
+        def norm(y):
+            y = _norm(self.dtype, True)(y)
+            return y if c is None else ConditionalAffine()(y, c)
+
+        y = nn.relu(norm(_conv(features, 3, 1, 1, self.dtype)(x)))
+        y = norm(_conv(features, 3, 1, 1, self.dtype)(y))
         return x + y
 
 
@@ -177,13 +208,15 @@ class Encoder(nn.Module):
     conv_impl: str = "matmul"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, c: jax.Array | None = None) -> jax.Array:
+        """x: the input (with c's plane, for the encoder on [I, c]); c (B,): given, the
+        residual blocks' norms are conditioned on it as well."""
         x = nn.relu(_norm(self.dtype)(_conv(self.width, 7, 1, 3, self.dtype)(x)))
         for i in range(self.num_down):
             down = DownConv(self.width * 2 ** (i + 1), self.dtype, self.conv_impl)
             x = nn.relu(_norm(self.dtype)(down(x)))
         for _ in range(self.num_res_blocks):
-            x = ResidualBlock(dtype=self.dtype)(x)
+            x = ResidualBlock(dtype=self.dtype)(x, c)
         return x
 
 
@@ -219,6 +252,8 @@ class EditingNetwork(nn.Module):
     dtype: Dtype = jnp.float32
     conv_impl: str = "matmul"
     image_skip: bool = False
+    conditional_norm: bool = False
+    attribute_image: str = "direct"
 
     def setup(self):
         encoder = dict(width=self.width, num_down=self.num_down,
@@ -227,14 +262,27 @@ class EditingNetwork(nn.Module):
         decoder = dict(width=self.width, num_up=self.num_down, dtype=self.dtype,
                        conv_impl=self.conv_impl)
         two_encoders, two_decoders = self.structure[1] == "2", self.structure[3] == "2"
+        a_channels = 3 if self.attribute_image == "direct" else 12
         # Names say which role a part plays, so parameter trees read like the paper's figure.
         self.encoder_a = Encoder(**encoder)  # on [I, c]
         self.encoder_s = Encoder(**encoder) if two_encoders else None  # SaGAN's SAN, on I
         if two_decoders:
-            self.decoder_a = Decoder(out_channels=3, **decoder)
+            self.decoder_a = Decoder(out_channels=a_channels, **decoder)
             self.decoder_s = Decoder(out_channels=1, **decoder)
         else:
-            self.decoder = Decoder(out_channels=4, **decoder)
+            self.decoder = Decoder(out_channels=a_channels + 1, **decoder)
+
+    def _draw(self, raw: jax.Array, image: jax.Array) -> jax.Array:
+        """I_a from the decoder's channels: tanh(raw) (the paper), or tanh(A I + t) per pixel.
+
+        Every norm in F removes each channel's mean and scale, and with them a face's own
+        colours: its identity pass repaints a red lipstick brown (README, Quick start). The
+        colour transform can take the colour from the input itself. Zero channels draw grey,
+        as the paper's do (starting from a copy of the input, G never learned to edit)."""
+        if self.attribute_image == "direct":
+            return jnp.tanh(raw)
+        a = raw[..., :9].reshape(raw.shape[:-1] + (3, 3))
+        return jnp.tanh(jnp.einsum("...ij,...j->...i", a, image) + raw[..., 9:])
 
     def __call__(self, image: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
         """c (B,) gives (I_a, b) shaped (B, H, W, C); c (K, B), K target values per image, gives
@@ -245,7 +293,9 @@ class EditingNetwork(nn.Module):
         k, batch = cs.shape
         x = image.astype(self.dtype)
         xs = jnp.concatenate([x] * k) if k > 1 else x
-        h_a = self.encoder_a(tile_condition(xs, cs.reshape(-1)))
+        flat_c = cs.reshape(-1)
+        h_a = self.encoder_a(tile_condition(xs, flat_c),
+                             flat_c if self.conditional_norm else None)
         repeat = (lambda y: jnp.concatenate([y] * k)) if k > 1 else (lambda y: y)
         # The decoder that draws I_a may see the input at full size, to copy its colours.
         skip = xs if self.image_skip else None
@@ -257,9 +307,9 @@ class EditingNetwork(nn.Module):
             h = h_a if self.encoder_s is None else jnp.concatenate(
                 [h_a, repeat(self.encoder_s(x))], -1)
             out = self.decoder(h, skip)
-            raw_a, raw_b = out[..., :3], out[..., 3:]
+            raw_a, raw_b = out[..., :-1], out[..., -1:]
         # Activations in float32: the mask and image feed every loss.
-        attribute_image = jnp.tanh(raw_a.astype(jnp.float32))
+        attribute_image = self._draw(raw_a.astype(jnp.float32), xs.astype(jnp.float32))
         mask = jax.nn.sigmoid(raw_b.astype(jnp.float32))
         if several:
             return (attribute_image.reshape((k, batch) + attribute_image.shape[1:]),
@@ -282,12 +332,15 @@ class Generator(nn.Module):
     dtype: Dtype = jnp.float32
     conv_impl: str = "matmul"
     image_skip: bool = False
+    conditional_norm: bool = False
+    attribute_image: str = "direct"
 
     @nn.compact
     def __call__(self, image: jax.Array, c: jax.Array):
         attribute_image, mask = EditingNetwork(
             self.structure, self.width, self.num_down, self.num_res_blocks, self.dtype,
-            self.conv_impl, self.image_skip, name="F")(image, c)
+            self.conv_impl, self.image_skip, self.conditional_norm, self.attribute_image,
+            name="F")(image, c)
         return compose(image, attribute_image, mask), attribute_image, mask
 
 
@@ -346,7 +399,8 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrim
     dtype = DTYPES[config.compute_dtype]
     impl = resolve_conv_impl(config.conv_impl)
     generator = Generator(config.structure, config.width, config.num_down,
-                          config.num_res_blocks, dtype, impl, config.image_skip)
+                          config.num_res_blocks, dtype, impl, config.image_skip,
+                          config.conditional_norm, config.attribute_image)
     return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype,
                                     conv_impl=impl)
 

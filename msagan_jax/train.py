@@ -35,7 +35,7 @@ from msagan_jax import parallel, visualize
 Batch = dict[str, jax.Array]
 # Config fields that fix the state's shapes: a workdir's checkpoints only fit a run that agrees.
 SHAPE_FIELDS = ("structure", "image_size", "width", "num_down", "num_res_blocks", "image_skip",
-                "d_width", "d_num_layers")
+                "conditional_norm", "attribute_image", "d_width", "d_num_layers")
 
 
 @flax.struct.dataclass

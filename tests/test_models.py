@@ -22,6 +22,13 @@ def _image(batch=2, size=32, seed=0):
     return jax.random.uniform(jax.random.PRNGKey(seed), (batch, size, size, 3), minval=-1, maxval=1)
 
 
+def _plain_and_option(structure, **option):
+    """(image, c, the plain G's params, G with `option`, its params): one option's test bed."""
+    image, c = _image(), jnp.array([0.0, 1.0])
+    net = models.Generator(structure, **TINY, **option)
+    return image, c, _init(models.Generator(structure, **TINY), image, c), net, _init(net, image, c)
+
+
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_every_structure_returns_an_attribute_image_in_tanh_range_and_a_mask_in_0_1(structure):
     image, c = _image(), jnp.array([0.0, 1.0])
@@ -62,9 +69,11 @@ def test_compose_pastes_the_attribute_image_only_inside_the_mask():
     np.testing.assert_array_equal(out[:, 2:], 0.0)
 
 
-def test_sagan_attention_mask_ignores_the_target_value_but_its_attribute_image_does_not():
+@pytest.mark.parametrize("conditional_norm", [False, True])
+def test_sagan_attention_mask_ignores_the_target_value_but_its_attribute_image_does_not(
+        conditional_norm):
     image = _image()
-    net = models.EditingNetwork("e2d2", **TINY)
+    net = models.EditingNetwork("e2d2", **TINY, conditional_norm=conditional_norm)
     params = _init(net, image, jnp.zeros(2))
     a0, b0 = net.apply(params, image, jnp.zeros(2))
     a1, b1 = net.apply(params, image, jnp.ones(2))
@@ -89,10 +98,8 @@ def test_parameter_counts_at_the_paper_recipe(structure, expected):
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_image_skip_feeds_the_input_to_the_last_conv_of_i_a_and_with_zero_weights_changes_nothing(
         structure):
-    image, c = _image(), jnp.array([0.0, 1.0])
+    image, c, p_plain, skip, p_skip = _plain_and_option(structure, image_skip=True)
     plain = models.Generator(structure, **TINY)
-    skip = models.Generator(structure, **TINY, image_skip=True)
-    p_plain, p_skip = _init(plain, image, c), _init(skip, image, c)
     last = "decoder_a" if structure.endswith("d2") else "decoder"
     out = 3 if structure.endswith("d2") else 4
     # Three more input channels on one 7x7 conv, nothing else.
@@ -112,6 +119,79 @@ def test_image_skip_feeds_the_input_to_the_last_conv_of_i_a_and_with_zero_weight
     assert float(jnp.max(jnp.abs(a1 - a0))) > 1e-3
     if structure.endswith("d2"):
         np.testing.assert_array_equal(b0, b1)
+
+
+def test_the_papers_condition_plane_changes_the_first_norms_output_inside_only_by_a_channel_affine():
+    # Why conditional_norm exists: away from the zero-padded border, c's plane adds the same
+    # amount to every pixel of a channel, so after the first instance norm each channel for
+    # c = 1 is a scale and offset of itself for c = 0, both set by the border's statistics.
+    image = _image()
+    params = _init(models.Encoder(**TINY), models.tile_condition(image, jnp.zeros(2)))
+    conv = models._conv(TINY["width"], 7, 1, 3, jnp.float32)  # the encoder's first conv
+    norm = models._norm(jnp.float32)
+
+    def features(c):
+        y = conv.apply({"params": params["params"]["Conv_0"]},
+                       models.tile_condition(image, jnp.full(2, c)))
+        return np.asarray(norm.apply({}, y))[:, 3:-3, 3:-3].reshape(2, -1, TINY["width"])
+
+    f0, f1 = features(0.0), features(1.0)
+    assert np.max(np.abs(f1 - f0)) > 1e-3  # c changes the features inside...
+    for b in range(2):
+        for k in range(TINY["width"]):  # ...by a least-squares exact affine map of each channel
+            design = np.stack([f0[b, :, k], np.ones_like(f0[b, :, k])], axis=1)
+            fit, *_ = np.linalg.lstsq(design, f1[b, :, k], rcond=None)
+            np.testing.assert_allclose(design @ fit, f1[b, :, k], atol=1e-4)
+
+
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_conditional_norm_starts_as_the_plain_network_and_then_makes_the_output_depend_on_c(
+        structure):
+    image, c, p_plain, conditioned, p_cond = _plain_and_option(structure, conditional_norm=True)
+    plain = models.Generator(structure, **TINY)
+    # A scale and a bias per channel for each of a residual block's two norms, in the encoder
+    # on [I, c] alone (SaGAN's SAN never sees c).
+    bottleneck = TINY["width"] * 2 ** TINY["num_down"]
+    added = models.parameter_count(p_cond) - models.parameter_count(p_plain)
+    assert added == TINY["num_res_blocks"] * 2 * 2 * bottleneck
+    # Zero-initialised: the same network at the start.
+    for a, b in zip(plain.apply(p_plain, image, c), conditioned.apply(p_cond, image, c)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # Learned shifts change the edit of both target values.
+    shifted = jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 0.5 if "ConditionalAffine" in jax.tree_util.keystr(path) else x,
+        p_cond)
+    for target in (0.0, 1.0):
+        t = jnp.full(2, target)
+        before, after = conditioned.apply(p_cond, image, t)[1], conditioned.apply(shifted, image, t)[1]
+        assert float(jnp.max(jnp.abs(after - before))) > 1e-3
+
+
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_the_colour_transform_draws_i_a_as_an_affine_map_of_each_input_pixels_colour(structure):
+    image, c, p_plain, net, params = _plain_and_option(structure,
+                                                       attribute_image="colour_transform")
+    last = "decoder_a" if structure.endswith("d2") else "decoder"
+    # Nine more output channels (a 3x3 matrix per pixel) on the 7x7 conv that draws I_a.
+    assert (models.parameter_count(params) - models.parameter_count(p_plain)
+            == 7 * 7 * TINY["width"] * 9 + 9)
+    conv = max(k for k in params["params"]["F"][last] if k.startswith("Conv_"))
+
+    def attribute_image(bias):  # the conv's kernel zeroed: A and t are its bias everywhere
+        p = jax.tree.map(lambda x: x, params)  # a mutable copy
+        layer = p["params"]["F"][last][conv]
+        layer["kernel"] = jnp.zeros_like(layer["kernel"])
+        layer["bias"] = layer["bias"].at[:12].set(bias)
+        return net.apply(p, image, c)[1]
+
+    zero = jnp.zeros(12)
+    np.testing.assert_allclose(attribute_image(zero), 0.0, atol=1e-6)  # grey, as tanh(0)
+    colour = jnp.array([0.5, -0.5, 0.0])
+    np.testing.assert_allclose(attribute_image(zero.at[9:].set(colour)),  # t alone: one colour
+                               jnp.broadcast_to(jnp.tanh(colour), image.shape), atol=1e-6)
+    mix = jnp.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, -1.0]])  # A: from the input
+    np.testing.assert_allclose(attribute_image(zero.at[:9].set(mix.reshape(-1))),
+                               jnp.tanh(image @ mix.T), atol=1e-6)
 
 
 def test_the_discriminator_matches_sagan_and_has_a_patch_head_and_a_logit_head():
