@@ -43,7 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     # lips' colour (tried on the quick start: no better; README's Quick start).
     config.image_skip = False
     # Not the paper's: the residual blocks' instance norms also take a scale and bias from the
-    # target c. The paper's input plane for c mostly cancels in each norm (README, Quick start).
+    # target c (the paper's input plane for c reaches the network only through the first conv's
+    # zero-padded border; README, Quick start).
     config.conditional_norm = False
     # How F draws I_a: "direct" (the paper: tanh of 3 channels) or "colour_transform" (not the
     # paper's: a per-pixel 3x3 matrix and offset applied to the input's own colours).

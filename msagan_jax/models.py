@@ -164,10 +164,11 @@ class ConditionalAffine(nn.Module):
     """x * (1 + s * scale) + s * bias, s = 2c - 1 = -1 or +1 per image: a norm's learned scale
     and bias made to depend on the target c (conditional instance norm; not the paper's).
 
-    The paper's only path for c, a constant input plane, reaches the network through the first
-    conv's zero padding alone: each instance norm removes a channel's spatial mean, and in the
-    interior c adds just that (README, Quick start). Zero-initialised: it starts as the plain
-    network."""
+    The paper's only path for c is a constant input plane. Away from the first conv's
+    zero-padded border it adds the same amount to every pixel of a channel, so after the first
+    instance norm it only scales and shifts each channel, by amounts the border's statistics
+    set (README, Quick start). This makes that scale and shift learned, at the bottleneck.
+    Zero-initialised: it starts as the plain network."""
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
