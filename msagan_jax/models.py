@@ -39,9 +39,11 @@ STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
 # "matmul" as strided slices and matrix products, "xla" as lax's own convolutions, "auto" the
 # one measured faster on the platform (resolve_conv_impl).
 CONV_IMPLS = ("auto", "matmul", "xla")
-# How F draws I_a: "direct", the paper's tanh of 3 decoder channels; "colour_transform" (not the
-# paper's), a per-pixel 3x3 matrix and offset from 12 channels applied to the input's colour.
-ATTRIBUTE_IMAGES = ("direct", "colour_transform")
+# How F draws I_a, and from how many decoder channels: "direct", the paper's tanh of 3;
+# "colour_transform" (not the paper's), a per-pixel 3x3 matrix and offset (12) applied to the
+# input's colour (EditingNetwork._draw).
+ATTRIBUTE_IMAGE_CHANNELS = {"direct": 3, "colour_transform": 12}
+ATTRIBUTE_IMAGES = tuple(ATTRIBUTE_IMAGE_CHANNELS)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # SaGAN's re-implementations initialise every weight from N(0, 0.02), biases from zero.
@@ -263,7 +265,7 @@ class EditingNetwork(nn.Module):
         decoder = dict(width=self.width, num_up=self.num_down, dtype=self.dtype,
                        conv_impl=self.conv_impl)
         two_encoders, two_decoders = self.structure[1] == "2", self.structure[3] == "2"
-        a_channels = 3 if self.attribute_image == "direct" else 12
+        a_channels = ATTRIBUTE_IMAGE_CHANNELS[self.attribute_image]
         # Names say which role a part plays, so parameter trees read like the paper's figure.
         self.encoder_a = Encoder(**encoder)  # on [I, c]
         self.encoder_s = Encoder(**encoder) if two_encoders else None  # SaGAN's SAN, on I

@@ -23,10 +23,10 @@ def _image(batch=2, size=32, seed=0):
 
 
 def _plain_and_option(structure, **option):
-    """(image, c, the plain G's params, G with `option`, its params): one option's test bed."""
+    """(image, c, the plain G, its params, G with `option`, its params): one option's test bed."""
     image, c = _image(), jnp.array([0.0, 1.0])
-    net = models.Generator(structure, **TINY, **option)
-    return image, c, _init(models.Generator(structure, **TINY), image, c), net, _init(net, image, c)
+    plain, net = models.Generator(structure, **TINY), models.Generator(structure, **TINY, **option)
+    return image, c, plain, _init(plain, image, c), net, _init(net, image, c)
 
 
 @pytest.mark.parametrize("structure", models.STRUCTURES)
@@ -98,8 +98,7 @@ def test_parameter_counts_at_the_paper_recipe(structure, expected):
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_image_skip_feeds_the_input_to_the_last_conv_of_i_a_and_with_zero_weights_changes_nothing(
         structure):
-    image, c, p_plain, skip, p_skip = _plain_and_option(structure, image_skip=True)
-    plain = models.Generator(structure, **TINY)
+    image, c, plain, p_plain, skip, p_skip = _plain_and_option(structure, image_skip=True)
     last = "decoder_a" if structure.endswith("d2") else "decoder"
     out = 3 if structure.endswith("d2") else 4
     # Three more input channels on one 7x7 conv, nothing else.
@@ -147,8 +146,8 @@ def test_the_papers_condition_plane_changes_the_first_norms_output_inside_only_b
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_conditional_norm_starts_as_the_plain_network_and_then_makes_the_output_depend_on_c(
         structure):
-    image, c, p_plain, conditioned, p_cond = _plain_and_option(structure, conditional_norm=True)
-    plain = models.Generator(structure, **TINY)
+    image, c, plain, p_plain, conditioned, p_cond = _plain_and_option(structure,
+                                                                      conditional_norm=True)
     # A scale and a bias per channel for each of a residual block's two norms, in the encoder
     # on [I, c] alone (SaGAN's SAN never sees c).
     bottleneck = TINY["width"] * 2 ** TINY["num_down"]
@@ -169,8 +168,8 @@ def test_conditional_norm_starts_as_the_plain_network_and_then_makes_the_output_
 
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_the_colour_transform_draws_i_a_as_an_affine_map_of_each_input_pixels_colour(structure):
-    image, c, p_plain, net, params = _plain_and_option(structure,
-                                                       attribute_image="colour_transform")
+    image, c, _, p_plain, net, params = _plain_and_option(structure,
+                                                          attribute_image="colour_transform")
     last = "decoder_a" if structure.endswith("d2") else "decoder"
     # Nine more output channels (a 3x3 matrix per pixel) on the 7x7 conv that draws I_a.
     assert (models.parameter_count(params) - models.parameter_count(p_plain)
