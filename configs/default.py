@@ -46,8 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
     # target c (the paper's input plane for c reaches the network only through the first conv's
     # zero-padded border; README, Quick start).
     config.conditional_norm = False
-    # How F draws I_a: "direct" (the paper: tanh of 3 channels) or "colour_transform" (not the
-    # paper's: a per-pixel 3x3 matrix and offset applied to the input's own colours).
+    # How F draws I_a: "direct" (the paper: tanh of 3 channels); not the paper's:
+    # "colour_transform" (a per-pixel 3x3 matrix and offset applied to the input's own colours)
+    # or "warp" (the input moved by a per-pixel flow, blended with a painted colour).
     config.attribute_image = "direct"
     config.d_width = 32  # channels of D's first conv; doubled by each layer
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers

@@ -3,9 +3,10 @@
     I_a, b = F(I, c)                          attribute image (tanh, 3 ch), attention mask (sigmoid)
     G(I, c) = I_a * b + I * (1 - b)           outside the mask the output is the input
 
-Two options that are not the paper's, for small models (README, Quick start): `attribute_image=
-"colour_transform"` draws I_a as a per-pixel affine map of the input's colours, and
-`conditional_norm` gives the residual blocks' norms a scale and bias that depend on c.
+Options that are not the paper's, for small models (README, Quick start): `attribute_image=
+"colour_transform"` draws I_a as a per-pixel affine map of the input's colours, `"warp"` as the
+input moved by a per-pixel flow and blended with painted colour, and `conditional_norm` gives
+the residual blocks' norms a scale and bias that depend on c.
 
 Structures (paper Fig. 2; "encoder" = the down-sampling convolutions plus the residual
 bottleneck, "decoder" = the up-sampling path and the output convolution):
@@ -41,8 +42,11 @@ STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
 CONV_IMPLS = ("auto", "matmul", "xla")
 # How F draws I_a, and from how many decoder channels: "direct", the paper's tanh of 3;
 # "colour_transform" (not the paper's), a per-pixel 3x3 matrix and offset (12) applied to the
-# input's colour (EditingNetwork._draw).
-ATTRIBUTE_IMAGE_CHANNELS = {"direct": 3, "colour_transform": 12}
+# input's colour; "warp" (not the paper's), a flow (2), a blend weight (1) and a painted colour
+# (3) (EditingNetwork._draw).
+ATTRIBUTE_IMAGE_CHANNELS = {"direct": 3, "colour_transform": 12, "warp": 6}
+# The warp's largest shift, as a share of the image's side (an open mouth at 64 px is 3-6 px).
+WARP_REACH = 1 / 8
 ATTRIBUTE_IMAGES = tuple(ATTRIBUTE_IMAGE_CHANNELS)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -55,6 +59,19 @@ def tile_condition(image: jax.Array, c: jax.Array) -> jax.Array:
     """[I, c]: the target value c (B,) tiled to an extra input channel."""
     plane = jnp.broadcast_to(c.astype(image.dtype)[:, None, None, None], image.shape[:3] + (1,))
     return jnp.concatenate([image, plane], axis=-1)
+
+
+def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
+    """image (N, H, W, C) sampled bilinearly at each pixel's position plus flow (N, H, W, 2:
+    rows, columns, in pixels); positions past the border take the nearest edge pixel."""
+    rows = jnp.arange(image.shape[1])[:, None] + flow[..., 0]
+    cols = jnp.arange(image.shape[2])[None, :] + flow[..., 1]
+
+    def sample(plane, r, c):
+        return jax.scipy.ndimage.map_coordinates(plane, [r, c], order=1, mode="nearest")
+
+    per_channel = jax.vmap(sample, in_axes=(-1, None, None), out_axes=-1)
+    return jax.vmap(per_channel)(image, rows, cols)
 
 
 def _conv(features: int, kernel: int, stride: int, pad: int, dtype: Dtype, name: str | None = None):
@@ -276,14 +293,21 @@ class EditingNetwork(nn.Module):
             self.decoder = Decoder(out_channels=a_channels + 1, **decoder)
 
     def _draw(self, raw: jax.Array, image: jax.Array) -> jax.Array:
-        """I_a from the decoder's channels: tanh(raw) (the paper), or tanh(A I + t) per pixel.
+        """I_a from the decoder's channels: tanh(raw) (the paper), tanh(A I + t) per pixel, or
+        k W(I, f) + (1 - k) tanh(p): the input moved by a flow f, blended with a paint p.
 
         Every norm in F removes each channel's mean and scale, and with them a face's own
         colours: its identity pass repaints a red lipstick brown (README, Quick start). The
-        colour transform can take the colour from the input itself. Zero channels draw grey,
-        as the paper's do (starting from a copy of the input, G never learned to edit)."""
+        colour transform takes the colour from the input pixel itself; the warp from anywhere
+        within WARP_REACH, so an opening mouth can carry its own lower lip down. Zero channels
+        draw grey (the colour transform) or half the input (the warp): starting from a copy of
+        the input, G never learned to edit."""
         if self.attribute_image == "direct":
             return jnp.tanh(raw)
+        if self.attribute_image == "warp":
+            flow = jnp.tanh(raw[..., :2]) * (WARP_REACH * image.shape[1])
+            keep = jax.nn.sigmoid(raw[..., 2:3])
+            return keep * warp(image, flow) + (1.0 - keep) * jnp.tanh(raw[..., 3:])
         a = raw[..., :9].reshape(raw.shape[:-1] + (3, 3))
         return jnp.tanh(jnp.einsum("...ij,...j->...i", a, image) + raw[..., 9:])
 

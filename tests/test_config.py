@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
@@ -40,10 +41,19 @@ def test_a_bad_config_value_is_refused_naming_the_field(field, value, message):
 
 
 def test_the_tiny_and_shipped_configs_validate():
-    import importlib
     config_lib.validate(tiny_config("."))
     for name in ("default", "quickstart", "classifier", "sweep_synthetic", "e2d1_nomask"):
         config_lib.validate(importlib.import_module(f"configs.{name}").get_config())
+
+
+def test_the_sweep_trains_the_papers_network_and_losses_whatever_the_quick_start_uses():
+    sweep = importlib.import_module("configs.sweep_synthetic").get_config()
+    paper = importlib.import_module("configs.default").get_config()
+    for field in ("adversarial_loss", "attribute_image", "conditional_norm", "image_skip",
+                  "d_steps", "cls_weight", "rec_id_weight", "rec_dual_weight",
+                  "mask_id_weight", "mask_dual_weight", "mask_edit_weight", "lr_decay_start"):
+        assert sweep[field] == paper[field], field
+    assert sweep.ema_decay == 0.0 and sweep.num_train_steps == 800
 
 
 def test_a_mask_loss_without_a_guide_mask_is_refused():

@@ -193,6 +193,50 @@ def test_the_colour_transform_draws_i_a_as_an_affine_map_of_each_input_pixels_co
                                jnp.tanh(image @ mix.T), atol=1e-6)
 
 
+@pytest.mark.parametrize("structure", models.STRUCTURES)
+def test_the_warp_draws_i_a_as_the_input_moved_by_a_flow_blended_with_a_painted_colour(structure):
+    image, c, _, p_plain, net, params = _plain_and_option(structure, attribute_image="warp")
+    last = "decoder_a" if structure.endswith("d2") else "decoder"
+    # Three more output channels (a flow and a blend weight) on the 7x7 conv that draws I_a.
+    assert (models.parameter_count(params) - models.parameter_count(p_plain)
+            == 7 * 7 * TINY["width"] * 3 + 3)
+    conv = max(k for k in params["params"]["F"][last] if k.startswith("Conv_"))
+
+    def attribute_image(bias):  # the conv's kernel zeroed: flow, blend and paint are its bias
+        p = jax.tree.map(lambda x: x, params)  # a mutable copy
+        layer = p["params"]["F"][last][conv]
+        layer["kernel"] = jnp.zeros_like(layer["kernel"])
+        layer["bias"] = layer["bias"].at[:6].set(bias)
+        return net.apply(p, image, c)[1]
+
+    zero, keep, paint = jnp.zeros(6), 30.0, jnp.array([0.5, -0.5, 0.0])
+    np.testing.assert_allclose(attribute_image(zero), 0.5 * image, atol=1e-6)  # half the input
+    np.testing.assert_allclose(attribute_image(zero.at[2].set(keep)), image, atol=1e-6)  # a copy
+    np.testing.assert_allclose(attribute_image(zero.at[2].set(-keep).at[3:].set(paint)),
+                               jnp.broadcast_to(jnp.tanh(paint), image.shape), atol=1e-6)
+    # A flow of 2 rows down and half a column left: each pixel takes the mean of the two
+    # pixels 2 rows below, half a column apart; the last rows repeat the bottom edge.
+    size = image.shape[1]
+    rows = jnp.arctanh(2.0 / (models.WARP_REACH * size))
+    cols = jnp.arctanh(-0.5 / (models.WARP_REACH * size))
+    moved = attribute_image(zero.at[0].set(rows).at[1].set(cols).at[2].set(keep))
+    expected = 0.5 * (image[:, 2:, :-1] + image[:, 2:, 1:])
+    np.testing.assert_allclose(moved[:, :-2, 1:], expected, atol=1e-5)
+    bottom = jnp.broadcast_to(expected[:, -1:], (2, 2) + expected.shape[2:])
+    np.testing.assert_allclose(moved[:, -2:, 1:], bottom, atol=1e-5)
+
+
+def test_the_warps_flow_gets_a_gradient_from_what_it_samples():
+    image = _image(batch=1, size=8)
+    target = models.warp(image, jnp.full((1, 8, 8, 2), 1.0).at[..., 1].set(0.0))
+    def loss(shift):
+        return jnp.sum(jnp.square(models.warp(image, shift) - target))
+
+    flow = jnp.full((1, 8, 8, 2), 0.6).at[..., 1].set(0.0)
+    step = jax.grad(loss)(flow)
+    assert float(jnp.sum(step[..., 0] * (1.0 - flow[..., 0]))) < 0  # downhill points to 1 row
+
+
 def test_the_discriminator_matches_sagan_and_has_a_patch_head_and_a_logit_head():
     image = jnp.zeros((3, 128, 128, 3))
     d = models.Discriminator()
