@@ -63,6 +63,11 @@ def test_fields_that_do_not_change_the_result_may_change_and_a_longer_run_too(tm
     with pytest.raises(errors.ConfigError, match="num_train_steps: 4 -> 9"):
         with rundir.claim(tmp_path, tiny_config(".", lr_decay_start=2, num_train_steps=9)):
             pass
+    # A decay that starts after both lengths (the quick start's, cut short) is a constant rate.
+    _saved(tmp_path, lr_decay_start=800)
+    with rundir.claim(tmp_path, tiny_config(".", lr_decay_start=800, num_train_steps=9)):
+        pass
+    assert not (tmp_path / rundir.HISTORY_FILE).exists()
 
 
 def test_an_editor_in_a_judges_workdir_is_told_it_holds_a_judge(tmp_path):
