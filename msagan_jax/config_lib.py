@@ -150,6 +150,12 @@ def _check_values(flat: dict[str, Any]) -> None:
 BATCH_FIELDS = ("batch_size", "eval_batch_size", "judge.batch_size")
 
 
+def rate_falls(config: ml_collections.ConfigDict, num_steps: float) -> bool:
+    """Whether both learning rates fall before iteration num_steps: from lr_decay_start, when
+    it is set and comes before the end (train.learning_rate_schedule)."""
+    return 0 <= config.lr_decay_start < num_steps
+
+
 def batch_sizes(config: ml_collections.ConfigDict) -> list[int]:
     """The config's global batches (BATCH_FIELDS)."""
     flat = flatten(config)

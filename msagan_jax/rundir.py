@@ -67,18 +67,13 @@ def experiment_changes(saved: ml_collections.ConfigDict,
         names = JUDGE_FIELDS
     else:
         names = [n for n in new if n not in RESULT_FREE and not n.startswith("judge.")]
-        if not (_rate_falls(saved) or _rate_falls(config)):
+        # A run sized in epochs has no length here: it counts as falling if a decay is set.
+        lengths = [c.num_train_steps if c.num_train_steps > 0 else float("inf")
+                   for c in (saved, config)]
+        if not any(map(config_lib.rate_falls, (saved, config), lengths)):
             # A constant rate: a longer (or shorter) run is the same experiment.
             names = [n for n in names if n not in ("num_train_steps", "num_epochs")]
     return {n: (old.get(n), new.get(n)) for n in names if old.get(n) != new.get(n)}
-
-
-def _rate_falls(config: ml_collections.ConfigDict) -> bool:
-    """Whether the rates fall before the run ends (train.learning_rate_schedule); a run sized
-    in epochs counts as falling whenever lr_decay_start is set."""
-    if config.lr_decay_start < 0:
-        return False
-    return config.num_train_steps <= 0 or config.lr_decay_start < config.num_train_steps
 
 
 def _check_config(workdir: pathlib.Path, config: ml_collections.ConfigDict,

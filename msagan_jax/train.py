@@ -29,7 +29,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from msagan_jax import errors, evaluate, input_pipeline, judge_lib, loop, losses, models
+from msagan_jax import config_lib, errors, evaluate, input_pipeline, judge_lib, loop, losses, models
 from msagan_jax import parallel, visualize
 
 Batch = dict[str, jax.Array]
@@ -75,7 +75,7 @@ def update_ema(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            num_steps: int) -> optax.Schedule:
     """Constant 2e-4, or falling linearly to 0 from iteration lr_decay_start to the end."""
-    if config.lr_decay_start < 0 or config.lr_decay_start >= num_steps:
+    if not config_lib.rate_falls(config, num_steps):
         return optax.constant_schedule(config.learning_rate)
     return optax.join_schedules([
         optax.constant_schedule(config.learning_rate),

@@ -166,6 +166,17 @@ def test_conditional_norm_starts_as_the_plain_network_and_then_makes_the_output_
         assert float(jnp.max(jnp.abs(after - before))) > 1e-3
 
 
+def _i_a_from_bias(net, params, last, image, c, bias):
+    """I_a with the kernel of `last`'s output conv zeroed and the bias of its first I_a channels
+    set: the decoder's raw I_a channels are then `bias` at every pixel."""
+    p = jax.tree.map(lambda x: x, params)  # a mutable copy
+    conv = max(k for k in p["params"]["F"][last] if k.startswith("Conv_"))
+    layer = p["params"]["F"][last][conv]
+    layer["kernel"] = jnp.zeros_like(layer["kernel"])
+    layer["bias"] = layer["bias"].at[:len(bias)].set(bias)
+    return net.apply(p, image, c)[1]
+
+
 @pytest.mark.parametrize("structure", models.STRUCTURES)
 def test_the_colour_transform_draws_i_a_as_an_affine_map_of_each_input_pixels_colour(structure):
     image, c, _, p_plain, net, params = _plain_and_option(structure,
@@ -174,15 +185,7 @@ def test_the_colour_transform_draws_i_a_as_an_affine_map_of_each_input_pixels_co
     # Nine more output channels (a 3x3 matrix per pixel) on the 7x7 conv that draws I_a.
     assert (models.parameter_count(params) - models.parameter_count(p_plain)
             == 7 * 7 * TINY["width"] * 9 + 9)
-    conv = max(k for k in params["params"]["F"][last] if k.startswith("Conv_"))
-
-    def attribute_image(bias):  # the conv's kernel zeroed: A and t are its bias everywhere
-        p = jax.tree.map(lambda x: x, params)  # a mutable copy
-        layer = p["params"]["F"][last][conv]
-        layer["kernel"] = jnp.zeros_like(layer["kernel"])
-        layer["bias"] = layer["bias"].at[:12].set(bias)
-        return net.apply(p, image, c)[1]
-
+    attribute_image = functools.partial(_i_a_from_bias, net, params, last, image, c)
     zero = jnp.zeros(12)
     np.testing.assert_allclose(attribute_image(zero), 0.0, atol=1e-6)  # grey, as tanh(0)
     colour = jnp.array([0.5, -0.5, 0.0])
@@ -200,15 +203,7 @@ def test_the_warp_draws_i_a_as_the_input_moved_by_a_flow_blended_with_a_painted_
     # Three more output channels (a flow and a blend weight) on the 7x7 conv that draws I_a.
     assert (models.parameter_count(params) - models.parameter_count(p_plain)
             == 7 * 7 * TINY["width"] * 3 + 3)
-    conv = max(k for k in params["params"]["F"][last] if k.startswith("Conv_"))
-
-    def attribute_image(bias):  # the conv's kernel zeroed: flow, blend and paint are its bias
-        p = jax.tree.map(lambda x: x, params)  # a mutable copy
-        layer = p["params"]["F"][last][conv]
-        layer["kernel"] = jnp.zeros_like(layer["kernel"])
-        layer["bias"] = layer["bias"].at[:6].set(bias)
-        return net.apply(p, image, c)[1]
-
+    attribute_image = functools.partial(_i_a_from_bias, net, params, last, image, c)
     zero, keep, paint = jnp.zeros(6), 30.0, jnp.array([0.5, -0.5, 0.0])
     np.testing.assert_allclose(attribute_image(zero), 0.5 * image, atol=1e-6)  # half the input
     np.testing.assert_allclose(attribute_image(zero.at[2].set(keep)), image, atol=1e-6)  # a copy
