@@ -4,8 +4,9 @@
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (1,000 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: about 14 minutes on 2 CPU
-cores (README). The network is the paper's recipe made narrower and shallower for 64 px, with
+200 validation faces every 100), and evaluates on the 400 test faces: 18 minutes on 2 CPU cores
+on a slow day (2026-12-03), about 14 on 2026-11-27's machine (README). The network is the
+paper's recipe made narrower and shallower for 64 px, with
 three changes that are not the paper's, each measured on the gap to the true edited faces:
 least squares in place of WGAN-GP, I_a as a colour transform of the input, and a moving average
 of G's weights; both rates fall to 0 over the last 200 iterations.
