@@ -5,11 +5,11 @@
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (1,000 iterations, scored on
 200 validation faces every 100), and evaluates on the 400 test faces: 18 minutes on 2 CPU cores
-on a slow day (2026-12-03), about 14 on 2026-11-27's machine (README). The network is the
-paper's recipe made narrower and shallower for 64 px, with
-three changes that are not the paper's, each measured on the gap to the true edited faces:
-least squares in place of WGAN-GP, I_a as a colour transform of the input, and a moving average
-of G's weights; both rates fall to 0 over the last 200 iterations.
+(2026-12-03 and 2026-12-04), an estimated 14 on 2026-11-27's faster machine (README). The
+network is the paper's recipe made narrower and shallower for 64 px, with three changes that
+are not the paper's, each measured on the gap to the true edited faces: least squares in place
+of WGAN-GP, I_a as a colour transform of the input, and a moving average of G's weights; both
+rates fall to 0 over the last 200 iterations.
 """
 
 from configs import default
@@ -37,7 +37,8 @@ def get_config():
     config.attribute_image = "colour_transform"
     # Both rates fall to 0 over the last 200 iterations: at a constant rate one seed of three
     # diverged near 900. With the decay, seeds 0 / 1 / 2 close 59.9 / 59.6 / 60.9% of the
-    # test gap opening, 74.3 / 73.7 / 68.3% closing (README).
+    # test gap opening, 74.3 / 73.7 / 68.3% closing on one machine, 60.6 / 58.8 / 58.6% and
+    # 72.7 / 73.0 / 72.7% on another (README).
     config.lr_decay_start = 800
     # Samples, evaluation and editing from a moving average of G's weights (not the paper's;
     # with WGAN-GP and the paper's I_a, 800 iterations: test gap closed 56.5% / 74.7% opening /
