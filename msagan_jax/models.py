@@ -35,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from msagan_jax import parallel
+
 STRUCTURES = ("e2d2", "e2d1", "e1d2", "e1d1")
 # How the stride-2 layers compute (same parameters, same results within float32 rounding):
 # "matmul" as strided slices and matrix products, "xla" as lax's own convolutions, "auto" the
@@ -317,13 +319,14 @@ class EditingNetwork(nn.Module):
         second encoder) then run once for all K, not K times: the same numbers, less work."""
         several = c.ndim == 2
         cs = c if several else c[None]
-        k, batch = cs.shape
+        k = cs.shape[0]
         x = image.astype(self.dtype)
-        xs = jnp.concatenate([x] * k) if k > 1 else x
-        flat_c = cs.reshape(-1)
+        # The K passes run as one batch of B * K, each image's K copies side by side.
+        repeat = (lambda y: parallel.interleave([y] * k)) if k > 1 else (lambda y: y)
+        xs = repeat(x)
+        flat_c = parallel.interleave(list(cs))
         h_a = self.encoder_a(tile_condition(xs, flat_c),
                              flat_c if self.conditional_norm else None)
-        repeat = (lambda y: jnp.concatenate([y] * k)) if k > 1 else (lambda y: y)
         # The decoder that draws I_a may see the input at full size, to copy its colours.
         skip = xs if self.image_skip else None
         if self.structure == "e2d2":
@@ -339,8 +342,7 @@ class EditingNetwork(nn.Module):
         attribute_image = self._draw(raw_a.astype(jnp.float32), xs.astype(jnp.float32))
         mask = jax.nn.sigmoid(raw_b.astype(jnp.float32))
         if several:
-            return (attribute_image.reshape((k, batch) + attribute_image.shape[1:]),
-                    mask.reshape((k, batch) + mask.shape[1:]))
+            return parallel.deinterleave(attribute_image, k), parallel.deinterleave(mask, k)
         return attribute_image, mask
 
 

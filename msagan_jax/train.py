@@ -131,17 +131,19 @@ def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Modu
 
     def d_loss(d_params, image, label, fake, key):
         # Real and edited images in one pass: D has no batch statistics, so this equals two.
-        scores, logits = discriminator.apply(d_params, jnp.concatenate([image, fake]))
+        scores, logits = discriminator.apply(d_params, parallel.interleave([image, fake]))
+        real_scores, fake_scores = parallel.deinterleave(scores, 2)
+        logits = parallel.deinterleave(logits, 2)[0]
         n = image.shape[0]
-        src = losses.adversarial_loss_d(adversarial, scores[:n], scores[n:])
+        src = losses.adversarial_loss_d(adversarial, real_scores, fake_scores)
         terms = {"d/src": src}
         if adversarial == "wgan_gp":
             epsilon = jax.random.uniform(key, (n,))
             terms["d/gp"] = losses.gradient_penalty(
                 lambda x: discriminator.apply(d_params, x)[0], image, fake, epsilon)
             src = src + config.gp_weight * terms["d/gp"]
-        terms["d/cls"] = losses.classification_loss(logits[:n], label)
-        terms["d/cls_accuracy"] = jnp.mean((logits[:n] > 0) == (label > 0.5))
+        terms["d/cls"] = losses.classification_loss(logits, label)
+        terms["d/cls_accuracy"] = jnp.mean((logits > 0) == (label > 0.5))
         loss = losses.discriminator_loss(src, config.cls_weight * terms["d/cls"])
         return loss, {"d/loss": loss, **terms}
 
@@ -205,12 +207,10 @@ def make_train_iteration(config: ml_collections.ConfigDict,
     d_loss = _d_loss_fn(config, discriminator)
     g_loss = _g_loss_fn(config, generator, discriminator)
 
-    def d_step(g_params, carry, xs):
+    def d_step(carry, xs):
         d_params, d_opt_state = carry
-        image, label, key = xs
-        fake, _, _ = generator.apply(g_params, image, 1.0 - label)
-        grads, metrics = jax.grad(d_loss, has_aux=True)(
-            d_params, image, label, jax.lax.stop_gradient(fake), key)
+        image, label, fake, key = xs
+        grads, metrics = jax.grad(d_loss, has_aux=True)(d_params, image, label, fake, key)
         updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
         return (optax.apply_updates(d_params, updates), d_opt_state), metrics
 
@@ -219,10 +219,15 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         key = jax.random.fold_in(state.rng, state.step)
         images, labels = batch["image"], batch["label"]
         guides = batch.get("mask")
+        # G is fixed during the D steps, so their edited images come from one pass over all k
+        # batches: one larger pass runs faster than k small ones.
+        fakes, _, _ = generator.apply(state.g_params, parallel.interleave(images[:k]),
+                                      parallel.interleave(1.0 - labels[:k]))
+        fakes = jax.lax.stop_gradient(parallel.deinterleave(fakes, k))
         # Unrolled: XLA's CPU backend runs a scanned (while-loop) body far slower (README).
         (d_params, d_opt_state), d_metrics = jax.lax.scan(
-            functools.partial(d_step, state.g_params), (state.d_params, state.d_opt_state),
-            (images[:k], labels[:k], jax.random.split(key, k)), unroll=True)
+            d_step, (state.d_params, state.d_opt_state),
+            (images[:k], labels[:k], fakes, jax.random.split(key, k)), unroll=True)
         grads, g_metrics = jax.grad(g_loss, has_aux=True)(
             state.g_params, d_params, images[k], labels[k],
             None if guides is None else guides[k])

@@ -37,17 +37,31 @@ for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
         state, m = step(state, global_batch)
         metrics.append(jax.device_get(m))
     edits = jax.device_get(sample(state.g_params, batch["image"][0]))
-    results[name] = (metrics, edits, shard_shapes)
-(m1, e1, shapes1), (m4, e4, shapes4) = results["one"], results["four"]
+    hlo = step.lower(state, global_batch).compile().as_text()
+    moves = sorted(op for op in ("all-to-all", "all-gather", "collective-permute")
+                   if op + "(" in hlo)
+    results[name] = (metrics, edits, shard_shapes, moves)
+(m1, e1, shapes1, _), (m4, e4, shapes4, moves4) = results["one"], results["four"]
 loss_diff = max(abs(float(a[n]) - float(b[n])) / max(1.0, abs(float(a[n])))
                 for a, b in zip(m1, m4) for n in a)
 edit_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(e1, e4))
 print(json.dumps({"devices": jax.device_count(), "loss_diff": loss_diff, "edit_diff": edit_diff,
-                  "shapes1": shapes1, "shapes4": shapes4}))
+                  "shapes1": shapes1, "shapes4": shapes4, "moves4": moves4}))
 """
 
 
-def test_the_4_device_step_equals_the_1_device_step():
+def test_interleave_puts_each_examples_copies_side_by_side_and_deinterleave_undoes_it():
+    import numpy as np
+
+    from msagan_jax import parallel
+
+    a, b = np.arange(6.0).reshape(3, 2), -np.arange(6.0).reshape(3, 2)
+    joined = np.asarray(parallel.interleave([a, b]))
+    np.testing.assert_array_equal(joined, [a[0], b[0], a[1], b[1], a[2], b[2]])
+    np.testing.assert_array_equal(parallel.deinterleave(joined, 2), np.stack([a, b]))
+
+
+def test_the_4_device_step_equals_the_1_device_step_and_moves_no_examples_between_devices():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
                + " --xla_force_host_platform_device_count=4")
     result = subprocess.run([sys.executable, "-c", FOUR_VERSUS_ONE], cwd=REPO, env=env,
@@ -63,6 +77,9 @@ def test_the_4_device_step_equals_the_1_device_step():
     # in exact arithmetic, and Adam turns its rounding noise into steps of +-learning_rate.
     assert out["loss_diff"] < 1e-5, out
     assert out["edit_diff"] < 1e-4, out
+    # The devices exchange only sums (all-reduces of gradients and losses): no pass that joins
+    # batches (G's target values, D's real and edited images) sends examples across.
+    assert out["moves4"] == [], out
 
 
 def _free_port() -> int:
