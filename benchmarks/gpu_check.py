@@ -2,7 +2,7 @@
 
     bash benchmarks/gpu_check.sh                       # on the GPU machine (it calls this)
     GPU_CHECK_TINY=1 JAX_PLATFORMS=cpu bash benchmarks/gpu_check.sh    # tiny, here, on a CPU
-    python -m benchmarks.gpu_check --out DIR [--tiny] [--parts fp32,matmul,main,big,torch,bf16]
+    python -m benchmarks.gpu_check --out DIR [--tiny] [--parts fp32,torch,main,big,xla,bf16]
         [--budget_s 480] [--faces 2000] [--work DIR]
 
 Parts, run in this order (an order of priority: a part starts only while the budget lasts,
@@ -10,21 +10,21 @@ each has its own time limit, and a part cut short keeps what it measured):
 
   env     GPU, driver, versions, JAX's device kind; a bf16 matrix product's rate (the card's
           measured ceiling, beside its datasheet peak); that every package we import imports.
-  fp32    benchmarks.train_speed, the four structures, float32, conv_impl=xla (the GPU default).
-  matmul  the same with conv_impl=matmul for E1D1 and E2D2, float32 then bfloat16: the first
-          run's profile (E1D1, float32) put 31% of the GPU time in cuDNN's dilated convolutions
-          (the transposed convolutions' backward, the D's first layer's double backward), which
-          the matmul form replaces; this part says which form `auto` should pick on a GPU.
+  fp32    benchmarks.train_speed, the four structures, float32, conv_impl=auto (the form the
+          runs take: matmul on a GPU since the H200 run of 2026-12-04).
+  torch   PyTorch's E2D2 (benchmarks/torch_reference.py) against ours, E2D2 and E1D1, float32,
+          on the same device, alternating torch, ours, torch, ours... in two long-lived worker
+          processes (each compiled and warmed up once), medians.
   main    the real job: build celebamask_synthetic/128_n<faces>_s0 with the Python API
           (tfds_celebamask.build_synthetic, one worker per core), train E1D1 + SDE through
           main.py and the grain pipeline for a few hundred iterations (no judge: evaluate=False,
           eval_every=0), then run main.py again with more iterations: it must resume from the
           saved checkpoint. Its images/s with the data loading, beside the random-batch figure.
-  big     train_speed, E1D1 at batch 64 and 256, bfloat16 then float32, xla.
-  torch   PyTorch's E2D2 (benchmarks/torch_reference.py) against ours, E2D2 and E1D1, float32,
-          on the same device, alternating torch, ours, torch, ours... in two long-lived worker
-          processes (each compiled and warmed up once), medians.
-  bf16    train_speed, the four structures, bfloat16, xla.
+  big     train_speed, E1D1 at batch 64 and 256, bfloat16 then float32, auto.
+  xla     the same with conv_impl=xla (cuDNN's own convolutions) for E1D1 and E2D2, float32
+          then bfloat16: the form `auto` does not take on a GPU, kept measured beside it (on
+          2026-12-04 matmul was 1.2-1.4x faster; xla needs less memory).
+  bf16    train_speed, the four structures, bfloat16, auto.
 
 The budget (GPU): about 480 s after the wheels are installed, so that one device call of 560 s
 holds it with the machine's start outside. A compile of one structure's iteration is the
@@ -32,7 +32,10 @@ dominant cost (on the first H200 run: 13-22 s float32 and about 40 s bfloat16 at
 57 / 77 s at batch 256), and this plan has 18 of them; so the parts run in the order above,
 later ones get what is left, and the table says which were not reached (GPU_CHECK_PARTS picks
 parts for a second call). The first run (budget 380 s, the old order fp32, main, torch, bf16,
-big, matmul) got env, 3 of fp32's 4, main, torch and 1 of bf16's 4.
+big, matmul) got env, 3 of fp32's 4, main, torch and 1 of bf16's 4; the second (2026-12-04,
+480 s, the order fp32, matmul, main, big, torch, bf16, with xla the form of fp32, big and bf16)
+got env, fp32, matmul, main and 1 of big's 4, and a second call (GPU_CHECK_PARTS=torch,bf16,
+budget 250 s) torch and bf16.
 Without a GPU (and without --tiny) the run stops after the env part. The main part builds
 2,000 faces; GPU_CHECK_FACES=10000 builds the standard celebamask_synthetic/128. JAX's
 persistent compilation cache (a fresh folder per run) lets the torch and main parts reuse the
@@ -69,7 +72,7 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
-PARTS = ("fp32", "matmul", "main", "big", "torch", "bf16")
+PARTS = ("fp32", "torch", "main", "big", "xla", "bf16")
 
 # The tiny recipe (a CPU check of every code path, not a measurement): narrow, shallow, one D
 # step per iteration.
@@ -86,7 +89,7 @@ class Settings:
     recipe: dict[str, int]
     fp32_structures: tuple[str, ...]
     other_structures: tuple[str, ...]
-    matmul_structures: tuple[str, ...]
+    xla_structures: tuple[str, ...]
     big_batches: tuple[int, ...]
     big_iterations: int
     torch_rounds: int
@@ -112,29 +115,32 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
         return Settings(
             tiny=True, image_size=64, batch_size=2, iterations=1, recipe=dict(TINY_RECIPE),
             fp32_structures=("e1d1", "e2d2"), other_structures=("e1d1",),
-            matmul_structures=("e1d1",), big_batches=(4,), big_iterations=1,
+            xla_structures=("e1d1",), big_batches=(4,), big_iterations=1,
             torch_rounds=2, torch_iterations=1, faces=faces or 40, steps=(2, 4),
             checkpoint_every=2, log_every=1, budget_s=budget_s or 1500, matmul_n=256,
             caps={name: 600 for name in ("env", "fp32", "build", "train", "resume", "torch",
-                                         "bf16", "big_fp32", "big_bf16", "matmul_fp32",
-                                         "matmul_bf16")},
+                                         "bf16", "big_fp32", "big_bf16", "xla_fp32",
+                                         "xla_bf16")},
             min_part_s=10)
     # GPU. The caps from the first run (H200, 2026-11-27, budget 380 s): env 16 s; fp32 121 s
     # for 3 of the 4 structures (compiles 13-22 s, plus each one's start, cost analysis and
     # timing); build of 2,000 faces 20 s on 16 cores; train 200 iterations 26 s; resume 21 s;
     # torch 24 s; bf16 compiles about 40 s a structure at batch 16; E1D1 compiles at batch
-    # 64 / 256: 25 / 57 s float32, 39 / 77 s bfloat16.
+    # 64 / 256: 25 / 57 s float32, 39 / 77 s bfloat16. The second (2026-12-04, budget 480 s):
+    # env 15 s; fp32 (xla then) 109 s for all 4; matmul 82 s for E1D1 + E2D2 in each dtype
+    # (compiles 38 and 17 s float32, 34 and 22 s bfloat16); build 16 s, train 24 s, resume 22 s;
+    # torch 63 s without the cache; bf16 (xla) 112 s for all 4.
     faces = faces or 2000
     return Settings(
         tiny=False, image_size=128, batch_size=16, iterations=10, recipe={},
         fp32_structures=STRUCTURES, other_structures=STRUCTURES,
-        matmul_structures=("e1d1", "e2d2"), big_batches=(64, 256), big_iterations=5,
+        xla_structures=("e1d1", "e2d2"), big_batches=(64, 256), big_iterations=5,
         torch_rounds=3, torch_iterations=10, faces=faces, steps=(200, 300),
         checkpoint_every=100, log_every=20, budget_s=budget_s or 480, matmul_n=8192,
-        caps={"env": 45, "fp32": 170, "build": max(60, min(180, 30 + 0.012 * faces)),
+        caps={"env": 45, "fp32": 200, "build": max(60, min(180, 30 + 0.012 * faces)),
               "train": 80, "resume": 50, "torch": 60,
-              "bf16": 200, "big_fp32": 120, "big_bf16": 160, "matmul_fp32": 90,
-              "matmul_bf16": 110},
+              "bf16": 200, "big_fp32": 120, "big_bf16": 160, "xla_fp32": 90,
+              "xla_bf16": 100},
         min_part_s=15)
 
 
@@ -570,21 +576,21 @@ class Run:
              "conv_impl": conv_impl, "reason": reason} for s, b in rows)
 
     def part_fp32(self) -> None:
-        self.train_speed("fp32", "float32", "xla", self.s.fp32_structures,
+        self.train_speed("fp32", "float32", "auto", self.s.fp32_structures,
                          (self.s.batch_size,), self.s.iterations)
 
     def part_bf16(self) -> None:
-        self.train_speed("bf16", "bfloat16", "xla", self.s.other_structures,
+        self.train_speed("bf16", "bfloat16", "auto", self.s.other_structures,
                          (self.s.batch_size,), self.s.iterations)
 
     def part_big(self) -> None:
         for dtype, name in (("bfloat16", "big_bf16"), ("float32", "big_fp32")):
-            self.train_speed(name, dtype, "xla", ("e1d1",), self.s.big_batches,
+            self.train_speed(name, dtype, "auto", ("e1d1",), self.s.big_batches,
                              self.s.big_iterations)
 
-    def part_matmul(self) -> None:
-        for dtype, name in (("float32", "matmul_fp32"), ("bfloat16", "matmul_bf16")):
-            self.train_speed(name, dtype, "matmul", self.s.matmul_structures,
+    def part_xla(self) -> None:
+        for dtype, name in (("float32", "xla_fp32"), ("bfloat16", "xla_bf16")):
+            self.train_speed(name, dtype, "xla", self.s.xla_structures,
                              (self.s.batch_size,), self.s.iterations)
 
     # main: build, train, resume
@@ -718,7 +724,7 @@ class Run:
             self.finish()
             return
         steps = {"fp32": self.part_fp32, "main": self.part_main, "torch": self.part_torch,
-                 "bf16": self.part_bf16, "big": self.part_big, "matmul": self.part_matmul}
+                 "bf16": self.part_bf16, "big": self.part_big, "xla": self.part_xla}
         for name in PARTS:
             if name in parts:
                 steps[name]()
@@ -808,21 +814,19 @@ def summarize_side_by_side(rounds: list[dict[str, list[float]]]) -> dict[str, An
 def main_job_speed(report: dict[str, Any]) -> dict[str, Any] | None:
     """main.py's images/s with the data loading (timing.json: the median over its logs, the
     first of each start left out) against train_speed's random-batch E1D1 float32 at the same
-    batch, with the conv_impl that `auto` takes on this platform."""
+    batch in the fp32 part (the form `auto` takes, as main.py's)."""
     job = report.get("main_job") or {}
     timing = (job.get("resume") or {}).get("timing") or (job.get("train") or {}).get("timing")
     if not timing or "images_per_s" not in timing:
         return None
-    platform = (report.get("env") or {}).get("platform", "cpu")
-    conv_impl = "matmul" if platform == "cpu" else "xla"
     batch = report["settings"]["batch_size"]
     random = next((r for r in report.get("train_speed", [])
-                   if r["structure"] == "e1d1" and r["compute_dtype"] == "float32"
-                   and r["conv_impl"] == conv_impl and r["batch_size"] == batch), None)
+                   if r["structure"] == "e1d1" and r.get("part") == "fp32"
+                   and r["batch_size"] == batch), None)
     out = {"images_per_s": timing["images_per_s"], "seconds_per_epoch":
            timing.get("seconds_per_epoch"), "logs": len(timing.get("iterations_per_s_by_log", [])),
            "random_batch_images_per_s": random["images_per_s"] if random else None,
-           "random_batch_conv_impl": conv_impl}
+           "random_batch_conv_impl": random["conv_impl"] if random else None}
     out["ratio"] = (timing["images_per_s"] / random["images_per_s"]) if random else None
     return out
 

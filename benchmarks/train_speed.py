@@ -7,6 +7,8 @@
         [--batch_sizes 64,256]             # several batches in one process (default: batch_size)
         [--peak_tflops 989.4]              # the card's dense bf16 matrix peak (default: looked
                                            # up by device kind in PEAK_BF16_DENSE_TFLOPS)
+        [--count_only]                     # only each iteration's GFLOP (lowered, not compiled
+                                           # or run; the same count on every backend)
 
 For each structure (and batch): compile time; the median time of an iteration after
 compilation (and the iterations/s and images/s it gives; an iteration reads (d_steps + 1) *
@@ -69,6 +71,8 @@ flags.DEFINE_string("conv_impl", None, "Stride-2 layers: matmul, xla or auto (de
                     "config's).")
 flags.DEFINE_float("peak_tflops", 0.0, "The device's dense bf16 matrix peak in TFLOP/s, for "
                    "the share-of-peak column (0: look it up by device kind; n/a if unknown).")
+flags.DEFINE_bool("count_only", False, "Only print each iteration's FLOP count (the program "
+                  "lowered, neither compiled nor run): cheap, and the same on every backend.")
 flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -124,9 +128,10 @@ def make_config(base: ml_collections.ConfigDict, structure: str, batch_size: int
     return config
 
 
-def prepare(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def prepare(config: ml_collections.ConfigDict, compile_: bool = True) -> dict[str, Any]:
     """The state, a random batch and the compiled iteration of `config`, with the compile time,
-    XLA's FLOP count and memory estimate. The batch is the same every call (seed 0)."""
+    XLA's FLOP count and memory estimate. The batch is the same every call (seed 0). Without
+    `compile_`, only the config and the FLOP count (the program lowered, not compiled)."""
     mesh = parallel.create_mesh()
     state = train.create_state(config, 1000, mesh)
     k, size = config.d_steps + 1, config.image_size
@@ -140,6 +145,8 @@ def prepare(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     start = time.perf_counter()
     lowered = step.lower(state, batch)
+    if not compile_:
+        return {"config": config, "flops": lowered_flops(lowered)}
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     return {"config": config, "state": state, "batch": batch, "compiled": compiled,
@@ -152,10 +159,27 @@ def lowered_flops(lowered: Any) -> float:
     """XLA's FLOP count of a lowered (not yet optimised) program; NaN where it gives none.
 
     Counted before compilation, so the same on every backend: the compiled program's count
-    misses what a backend hands to a library (cuDNN's convolutions on a GPU)."""
+    misses what a backend hands to a library (cuDNN's convolutions on a GPU). A backend that
+    is a PJRT plugin (JAX 0.11's CUDA) has no count before compilation: there, the CPU
+    backend counts the same lowered program (cpu_flops)."""
     cost = lowered.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+    if cost and "flops" in cost:
+        return float(cost["flops"])
+    return cpu_flops(lowered)
+
+
+def cpu_flops(lowered: Any) -> float:
+    """The CPU backend's FLOP count of a lowered program (lowered for any backend); NaN where
+    JAX has no CPU backend or its private cost-analysis call has moved."""
+    try:
+        from jax._src import xla_bridge
+        from jax._src.lib import _jax
+        module = lowered.compiler_ir("hlo").as_hlo_module()
+        cost = _jax.hlo_module_cost_analysis(xla_bridge.get_backend("cpu"), module)
+    except Exception:  # a figure is missing, not the run
+        return float("nan")
+    return float(cost.get("flops", float("nan")))
 
 
 def run_iterations(prepared: dict[str, Any], iterations: int) -> list[float]:
@@ -204,6 +228,17 @@ def time_structure(structure: str, batch_size: int | None = None) -> dict:
     return summarize(prepared, times, peak)
 
 
+def count_flops(batch_sizes: list[int]) -> None:
+    """Prints each structure's FLOPs per iteration at each batch (--count_only)."""
+    print("| structure | batch | GFLOP/iteration |\n| --- | --- | --- |")
+    for structure in FLAGS.structures:
+        for batch_size in batch_sizes:
+            config = make_config(FLAGS.config, structure, batch_size, FLAGS.image_size,
+                                 FLAGS.compute_dtype, FLAGS.conv_impl)
+            print(f"| {structure} | {batch_size} | {prepare(config, compile_=False)['flops'] / 1e9:,.1f} |",
+                  flush=True)
+
+
 def _share(r: dict) -> str:
     return "n/a" if r.get("share_of_peak") is None else f"{100 * r['share_of_peak']:.1f}%"
 
@@ -218,6 +253,9 @@ def main(argv) -> None:
           f"median of {FLAGS.iterations}, stride-2 layers: "
           f"{models.resolve_conv_impl(FLAGS.conv_impl or FLAGS.config.conv_impl)}; dense bf16 "
           f"peak: {'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({peak_source})")
+    if FLAGS.count_only:
+        count_flops(batch_sizes)
+        return
     print("| structure | batch | G params | compile s | s/iteration | iterations/s | images/s | "
           "GFLOP/iteration | GFLOP/s | % of bf16 peak | peak memory GiB | XLA program GiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -54,7 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
     config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
-    # (lax's convolutions) or "auto" (matmul on a CPU, xla elsewhere); same params and results
+    # (lax's convolutions; less memory) or "auto" (matmul on a CPU or GPU, the faster there;
+    # xla elsewhere); same params and results
     config.cpu_devices = 0  # a CPU-only run splits the cores into this many devices, like GPUs
     # (the batch split over them; same results); 0 = one per core, up to 8 and what divides
     # every batch; 1 = one device. XLA_FLAGS' host device count, if set, wins.

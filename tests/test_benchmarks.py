@@ -16,8 +16,9 @@ sys.path.insert(0, str(REPO))
 from benchmarks import gpu_check  # after the path: benchmarks/ is not installed
 
 
-def _row(structure, dtype="float32", conv="xla", batch=16, images=1000.0, share=0.05):
-    return {"part": "fp32", "structure": structure, "compute_dtype": dtype, "conv_impl": conv,
+def _row(structure, dtype="float32", conv="xla", batch=16, images=1000.0, share=0.05,
+         part="fp32"):
+    return {"part": part, "structure": structure, "compute_dtype": dtype, "conv_impl": conv,
             "batch_size": batch, "compile_s": 21.5, "iteration_s": 64 / images,
             "images_per_s": images, "flops_per_s": 49.5e12, "share_of_peak": share,
             "peak_memory_bytes": 3 * 2 ** 30, "program_memory_bytes": 2 ** 30}
@@ -40,15 +41,16 @@ def fake_report() -> dict:
         "parts": {"env": {"status": "ok", "wall_s": 12.0, "timeout_s": 45},
                   "fp32": {"status": "partial", "wall_s": 120.0, "timeout_s": 120,
                            "note": "a | pipe"},
-                  "matmul_bf16": {"status": "skipped", "note": "no budget left"}},
+                  "xla_bf16": {"status": "skipped", "note": "no budget left"}},
         "env": {"nvidia_smi": "NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04",
                 "device_kind": "NVIDIA H100 80GB HBM3", "backend": "gpu", "platform": "gpu",
                 "device_count": 1, "python": "3.12.3",
                 "versions": {"jax": "0.11.2", "jaxlib": "0.11.2", "flax": "0.12.8"},
                 "peak_tflops": 989.4, "peak_source": "datasheet",
                 "matmul": {"n": 8192, "tflops_median": 791.5}, "import_errors": {}},
-        "train_speed": [_row("e1d1", images=2000.0), _row("e2d2", images=1000.0),
-                        _row("e1d1", dtype="bfloat16", share=None)],
+        "train_speed": [_row("e1d1", conv="matmul", images=1200.0, part="xla_fp32"),
+                        _row("e1d1", images=2000.0), _row("e2d2", images=1000.0),
+                        _row("e1d1", dtype="bfloat16", share=None, part="bf16")],
         "not_run": [{"part": "fp32", "structure": "e2d1", "batch_size": 16,
                      "compute_dtype": "float32", "conv_impl": "xla", "reason": "time limit"}],
         "side_by_side": sbs,
@@ -77,9 +79,11 @@ def test_side_by_side_medians_and_ratios():
 
 def test_main_job_speed_compares_with_the_matching_random_batch_row():
     speed = fake_report()["main_job_speed"]
-    # The resumed run's timing.json; train_speed's E1D1 float32 xla (auto's choice on a GPU).
+    # The resumed run's timing.json; train_speed's E1D1 float32 of the fp32 part (auto's form,
+    # as main.py's), not the other form's row before it.
     assert speed["images_per_s"] == 1600.0
     assert speed["random_batch_images_per_s"] == 2000.0
+    assert speed["random_batch_conv_impl"] == "xla"
     assert speed["ratio"] == pytest.approx(0.8)
     assert gpu_check.main_job_speed({"main_job": None}) is None
 
@@ -97,7 +101,7 @@ def test_tables_and_files(tmp_path):
     assert "| e1d1 | bf16 | xla | 16 | 21.5 | 0.0640 | 1000.0 | 49.50 | n/a | 3.00 | 1.00 |" \
         in lines
     assert "| fp32 | partial | 120 | 120 | a / pipe |" in lines  # a '|' in a note is escaped
-    assert "| matmul_bf16 | skipped | - | - | no budget left |" in lines
+    assert "| xla_bf16 | skipped | - | - | no budget left |" in lines
     assert any("791.5 TFLOP/s (80% of the datasheet peak)" in line for line in lines)
     assert any(line.startswith(
         "| ours E2D2 | 0.0500, 0.0600 | 0.0600 | 1066.7 | 2.00x (2.20, 2.00)") for line in lines)
@@ -122,7 +126,7 @@ def test_settings():
     assert gpu.dataset_config == "128_n2000_s0"
     assert gpu_check.settings(False, faces=10000).dataset_config == "128"  # the standard one
     assert set(gpu.caps) >= {"env", "fp32", "build", "train", "resume", "torch", "bf16",
-                             "big_fp32", "big_bf16", "matmul_fp32", "matmul_bf16"}
+                             "big_fp32", "big_bf16", "xla_fp32", "xla_bf16"}
 
 
 def test_light_imports_and_peak_table():
@@ -140,18 +144,23 @@ def test_light_imports_and_peak_table():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_flops_are_counted_on_the_lowered_program_convolutions_included():
+def test_flops_are_counted_on_the_lowered_program_convolutions_included_on_any_backend():
     """train_speed's FLOP count is the lowered program's: a 3x3 convolution's 2*N*H*W*Cin*Cout*9
     over its output (VALID: XLA counts only the taps inside the input); a GPU's compiled count
-    leaves cuDNN's convolutions out. In a child, for train_speed's absl flags."""
+    leaves cuDNN's convolutions out, and JAX 0.11's CUDA plugin gives no count before compiling:
+    there the CPU backend counts the same lowered program, with the same result. In a child,
+    for train_speed's absl flags."""
     code = ("import jax, jax.numpy as jnp\n"
-            "from benchmarks.train_speed import lowered_flops\n"
+            "from benchmarks.train_speed import cpu_flops, lowered_flops\n"
             "conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID',"
             " dimension_numbers=('NHWC', 'HWIO', 'NHWC'))\n"
             "x, w = jnp.zeros((2, 16, 16, 8)), jnp.zeros((3, 3, 8, 32))\n"
-            "flops = lowered_flops(jax.jit(conv).lower(x, w))\n"
+            "lowered = jax.jit(conv).lower(x, w)\n"
+            "flops = lowered_flops(lowered)\n"
             "expected = 2 * 2 * 14 * 14 * 8 * 32 * 9\n"
-            "assert abs(flops - expected) <= 0.01 * expected, (flops, expected)\n")
+            "assert abs(flops - expected) <= 0.01 * expected, (flops, expected)\n"
+            # What a GPU run (a PJRT plugin: no count before compiling) falls back to.
+            "assert cpu_flops(lowered) == flops, (cpu_flops(lowered), flops)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

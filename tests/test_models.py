@@ -325,7 +325,8 @@ def test_both_conv_impls_share_parameters_outputs_and_gradients_of_gradients(str
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_auto_picks_matmul_on_the_cpu_and_xla_elsewhere():
+def test_auto_picks_matmul_on_the_cpu_and_the_gpu_and_xla_elsewhere():
     assert models.resolve_conv_impl("auto", "cpu") == "matmul"
-    assert models.resolve_conv_impl("auto", "gpu") == "xla"
+    assert models.resolve_conv_impl("auto", "gpu") == "matmul"
+    assert models.resolve_conv_impl("auto", "tpu") == "xla"
     assert models.resolve_conv_impl("xla", "cpu") == "xla"
