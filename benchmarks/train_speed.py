@@ -235,8 +235,8 @@ def count_flops(batch_sizes: list[int]) -> None:
         for batch_size in batch_sizes:
             config = make_config(FLAGS.config, structure, batch_size, FLAGS.image_size,
                                  FLAGS.compute_dtype, FLAGS.conv_impl)
-            print(f"| {structure} | {batch_size} | {prepare(config, compile_=False)['flops'] / 1e9:,.1f} |",
-                  flush=True)
+            flops = prepare(config, compile_=False)["flops"]
+            print(f"| {structure} | {batch_size} | {flops / 1e9:,.1f} |", flush=True)
 
 
 def _share(r: dict) -> str:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import gpu_check  # after the path: benchmarks/ is not installed
 
 
-def _row(structure, dtype="float32", conv="xla", batch=16, images=1000.0, share=0.05,
+def _row(structure, dtype="float32", conv="matmul", batch=16, images=1000.0, share=0.05,
          part="fp32"):
     return {"part": part, "structure": structure, "compute_dtype": dtype, "conv_impl": conv,
             "batch_size": batch, "compile_s": 21.5, "iteration_s": 64 / images,
@@ -32,7 +32,7 @@ def fake_report() -> dict:
     sbs = {"rounds": rounds, "iterations": 3,
            "torch_ready": {"torch": "2.11.0", "device": "NVIDIA H100 80GB HBM3",
                            "cudnn_allow_tf32": True, "cudnn_benchmark": False},
-           "ours_ready": {"conv_impl": {"e2d2": "xla", "e1d1": "xla"}},
+           "ours_ready": {"conv_impl": {"e2d2": "matmul", "e1d1": "matmul"}},
            **gpu_check.summarize_side_by_side(rounds)}
     report = {
         "settings": {"tiny": False, "budget_s": 330, "batch_size": 16, "image_size": 128,
@@ -48,11 +48,11 @@ def fake_report() -> dict:
                 "versions": {"jax": "0.11.2", "jaxlib": "0.11.2", "flax": "0.12.8"},
                 "peak_tflops": 989.4, "peak_source": "datasheet",
                 "matmul": {"n": 8192, "tflops_median": 791.5}, "import_errors": {}},
-        "train_speed": [_row("e1d1", conv="matmul", images=1200.0, part="xla_fp32"),
+        "train_speed": [_row("e1d1", conv="xla", images=1200.0, part="xla_fp32"),
                         _row("e1d1", images=2000.0), _row("e2d2", images=1000.0),
                         _row("e1d1", dtype="bfloat16", share=None, part="bf16")],
         "not_run": [{"part": "fp32", "structure": "e2d1", "batch_size": 16,
-                     "compute_dtype": "float32", "conv_impl": "xla", "reason": "time limit"}],
+                     "compute_dtype": "float32", "conv_impl": "auto", "reason": "time limit"}],
         "side_by_side": sbs,
         "main_job": {
             "build": {"dataset": "celebamask_synthetic/128_n2000_s0", "faces": 2000,
@@ -83,7 +83,7 @@ def test_main_job_speed_compares_with_the_matching_random_batch_row():
     # as main.py's), not the other form's row before it.
     assert speed["images_per_s"] == 1600.0
     assert speed["random_batch_images_per_s"] == 2000.0
-    assert speed["random_batch_conv_impl"] == "xla"
+    assert speed["random_batch_conv_impl"] == "matmul"
     assert speed["ratio"] == pytest.approx(0.8)
     assert gpu_check.main_job_speed({"main_job": None}) is None
 
@@ -95,10 +95,10 @@ def test_tables_and_files(tmp_path):
     assert json.loads((tmp_path / "gpu_check.json").read_text())["dataset"] == report["dataset"]
     lines = tables.splitlines()
     # The training-speed table comes last, with the rows not run at its end.
-    assert lines[-1].startswith("| e2d1 | fp32 | xla | 16 | not run: time limit")
-    assert "| e1d1 | fp32 | xla | 16 | 21.5 | 0.0320 | 2000.0 | 49.50 | 5.0% | 3.00 | 1.00 |" \
+    assert lines[-1].startswith("| e2d1 | fp32 | auto | 16 | not run: time limit")
+    assert "| e1d1 | fp32 | matmul | 16 | 21.5 | 0.0320 | 2000.0 | 49.50 | 5.0% | 3.00 | 1.00 |" \
         in lines
-    assert "| e1d1 | bf16 | xla | 16 | 21.5 | 0.0640 | 1000.0 | 49.50 | n/a | 3.00 | 1.00 |" \
+    assert "| e1d1 | bf16 | matmul | 16 | 21.5 | 0.0640 | 1000.0 | 49.50 | n/a | 3.00 | 1.00 |" \
         in lines
     assert "| fp32 | partial | 120 | 120 | a / pipe |" in lines  # a '|' in a note is escaped
     assert "| xla_bf16 | skipped | - | - | no budget left |" in lines
