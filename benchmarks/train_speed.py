@@ -128,10 +128,9 @@ def make_config(base: ml_collections.ConfigDict, structure: str, batch_size: int
     return config
 
 
-def prepare(config: ml_collections.ConfigDict, compile_: bool = True) -> dict[str, Any]:
-    """The state, a random batch and the compiled iteration of `config`, with the compile time,
-    XLA's FLOP count and memory estimate. The batch is the same every call (seed 0). Without
-    `compile_`, only the config and the FLOP count (the program lowered, not compiled)."""
+def iteration_inputs(config: ml_collections.ConfigDict) -> tuple[Any, Any, Any]:
+    """(state, a random batch, the jitted iteration) of `config`; the batch is the same every
+    call (seed 0)."""
     mesh = parallel.create_mesh()
     state = train.create_state(config, 1000, mesh)
     k, size = config.d_steps + 1, config.image_size
@@ -141,18 +140,21 @@ def prepare(config: ml_collections.ConfigDict, compile_: bool = True) -> dict[st
              "mask": (rng.uniform(size=(k, config.batch_size, size, size, 1)) > 0.9).astype(
                  np.float32)}
     batch = parallel.global_batch(batch, mesh, example_axis=1)
-    step = train.compile_train_iteration(config, 1000, mesh)
+    return state, batch, train.compile_train_iteration(config, 1000, mesh)
 
+
+def prepare(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The state, a random batch and the compiled iteration of `config`, with the compile time,
+    XLA's FLOP count and memory estimate."""
+    state, batch, step = iteration_inputs(config)
     start = time.perf_counter()
     lowered = step.lower(state, batch)
-    if not compile_:
-        return {"config": config, "flops": lowered_flops(lowered)}
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     return {"config": config, "state": state, "batch": batch, "compiled": compiled,
             "compile_s": compile_s, "flops": lowered_flops(lowered),
             "program_memory_bytes": program_memory_bytes(compiled),
-            "images_per_iteration": k * config.batch_size}
+            "images_per_iteration": (config.d_steps + 1) * config.batch_size}
 
 
 def lowered_flops(lowered: Any) -> float:
@@ -235,7 +237,8 @@ def count_flops(batch_sizes: list[int]) -> None:
         for batch_size in batch_sizes:
             config = make_config(FLAGS.config, structure, batch_size, FLAGS.image_size,
                                  FLAGS.compute_dtype, FLAGS.conv_impl)
-            flops = prepare(config, compile_=False)["flops"]
+            state, batch, step = iteration_inputs(config)
+            flops = lowered_flops(step.lower(state, batch))
             print(f"| {structure} | {batch_size} | {flops / 1e9:,.1f} |", flush=True)
 
 
