@@ -11,8 +11,10 @@ backward, `while/...` the D steps) and totals by kind. Reading the trace needs x
 conflicts with nothing here but is no dependency: `pip install xprof` (any environment), then
 `python -m benchmarks.profile_step --analyze /tmp/prof` reads what a run wrote.
 
-Times are per iteration and per thread: two operations can run at once on 2 cores, so the
-total exceeds the wall time. `--d_steps 1` isolates the G step (the D steps' share shrinks).
+Times are per iteration, each operation's from its start to its end: an operation XLA runs on
+its thread pool (Eigen's convolutions) may use every core meanwhile, and two can overlap, so
+the total is not the wall time; the busy share of each pool thread says how full the cores
+were. `--d_steps 1` isolates the G step (the D steps' share shrinks).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def record(args: argparse.Namespace) -> None:
     print(f"traced {TRACED_ITERATIONS} iterations: " + ", ".join(f"{t:.2f} s" for t in times))
 
 
-def _thunk_times(out: str) -> dict[str, float]:
-    """Microseconds per iteration of each thunk, from the trace (needs xprof)."""
+def _trace_events(out: str) -> list[dict]:
+    """The trace's events as xprof's trace viewer gives them (needs xprof)."""
     try:
         from xprof.convert import raw_to_tool_data
     except ImportError:
@@ -60,15 +62,61 @@ def _thunk_times(out: str) -> dict[str, float]:
     if not path:
         sys.exit(f"no trace under {out}/trace: run without --analyze first")
     data, _ = raw_to_tool_data.xspace_to_tool_data([sorted(path)[-1]], "trace_viewer", {})
-    events = json.loads(data)["traceEvents"]
-    threads = {e["tid"]: e["args"]["name"] for e in events if e.get("name") == "thread_name"}
-    times: collections.Counter = collections.Counter()
+    return json.loads(data)["traceEvents"]
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    total, start, stop = 0.0, None, None
+    for a, b in sorted(intervals):
+        if start is None or a > stop:
+            total += 0.0 if start is None else stop - start
+            start, stop = a, b
+        else:
+            stop = max(stop, b)
+    return total + (0.0 if start is None else stop - start)
+
+
+def op_times(events: list[dict], iterations: int) -> tuple[collections.Counter, dict]:
+    """Microseconds per iteration of each XLA operation, from its start to its end, and each
+    pool thread's busy share of the traced span.
+
+    XLA's CPU runtime hands some operations (Eigen's convolutions, products) to its thread
+    pool: their own event covers only the launch, and an `end: <name>` event marks when the
+    pool finished. Such an operation counts from its launch to that end; it may have used
+    every core meanwhile, so two operations' times can overlap. Busy share: the time each pool
+    thread spent in work regions (ThreadpoolListener::Region) over the traced span."""
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+               if e.get("name") == "thread_name"}
+    begins, ends = collections.defaultdict(list), collections.defaultdict(list)
+    regions, span = collections.defaultdict(list), [float("inf"), float("-inf")]
     for e in events:
-        thread = threads.get(e.get("tid"), "")
-        if (e.get("ph") == "X" and ("XLAPjRtCpuClient" in thread or "XLAEigen" in thread)
-                and not e["name"].startswith(_WRAPPERS)):
-            times[e["name"]] += e["dur"] / TRACED_ITERATIONS
-    return times
+        thread = threads.get((e.get("pid"), e.get("tid")), "")
+        if e.get("ph") != "X" or not ("XLAPjRtCpuClient" in thread or "XLAEigen" in thread):
+            continue
+        if e["name"].startswith("ThreadpoolListener::Region") and "XLAEigen" in thread:
+            regions[thread].append((e["ts"], e["ts"] + e["dur"]))
+        if e["name"].startswith(_WRAPPERS):
+            continue
+        span = [min(span[0], e["ts"]), max(span[1], e["ts"] + e["dur"])]
+        if e["name"].startswith("end: "):
+            ends[e["name"][5:]].append(e["ts"] + e["dur"])
+        else:
+            begins[e["name"]].append((e["ts"], e["dur"]))
+    times: collections.Counter = collections.Counter()
+    for name, starts in begins.items():
+        finished, j = sorted(ends.get(name, [])), 0
+        for ts, dur in sorted(starts):
+            while j < len(finished) and finished[j] < ts:
+                j += 1
+            end = ts + dur  # no end event: the operation ran on its own thread
+            if j < len(finished):
+                end, j = finished[j], j + 1
+            times[name] += max(dur, end - ts) / iterations
+    length = max(span[1] - span[0], 1e-9)
+    busy = {thread: _union([(max(a, span[0]), min(b, span[1])) for a, b in spans
+                            if b > span[0] and a < span[1]]) / length
+            for thread, spans in regions.items()}
+    return times, busy
 
 
 def _hlo_sources(out: str) -> dict[str, tuple[str, str]]:
@@ -96,8 +144,10 @@ def _hlo_sources(out: str) -> dict[str, tuple[str, str]]:
 
 def analyze(out: str, top: int) -> None:
     """Prints the top thunks, then the totals by kind of operation."""
-    times, sources = _thunk_times(out), _hlo_sources(out)
-    print(f"thread time per iteration: {sum(times.values()) / 1e6:.2f} s")
+    times, busy = op_times(_trace_events(out), TRACED_ITERATIONS)
+    sources = _hlo_sources(out)
+    print("pool threads busy: " + ", ".join(f"{share:.0%}" for share in busy.values())
+          + f"; operations, start to end, per iteration: {sum(times.values()) / 1e6:.2f} s")
     for name, us in times.most_common(top):
         shape, source = sources.get(name, ("", "?"))
         source = re.sub(r"^jit\(train_iteration\)/", "", source)

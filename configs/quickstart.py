@@ -4,8 +4,8 @@
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (1,000 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: 17 minutes on 2 CPU cores
-(1,019 s on 2026-12-04), an estimated 11 on 2026-11-27's faster machine (README). The
+200 validation faces every 100), and evaluates on the 400 test faces: 15 to 17 minutes on 2 CPU
+cores (883 s and 1,019 s, two runs on one machine on 2026-12-04; README). The
 network is the paper's recipe made narrower and shallower for 64 px, with three changes that
 are not the paper's, each measured on the gap to the true edited faces: least squares in place
 of WGAN-GP, I_a as a colour transform of the input, and a moving average of G's weights; both

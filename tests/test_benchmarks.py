@@ -204,6 +204,31 @@ def test_profile_step_names_a_fusion_by_its_own_op_name_or_else_its_body_s(tmp_p
     assert sources["copy.3"][1].endswith("jvp(Generator)/F/copy")
 
 
+def test_profile_step_times_a_pool_operation_from_its_launch_to_its_end_event():
+    from benchmarks import profile_step
+
+    def event(name, ts, dur, tid=1):
+        return {"ph": "X", "pid": 1, "tid": tid, "name": name, "ts": ts, "dur": dur}
+
+    events = [{"name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "tf_XLAEigen/1"}},
+              {"name": "thread_name", "pid": 1, "tid": 2, "args": {"name": "tf_XLAEigen/2"}},
+              {"name": "thread_name", "pid": 1, "tid": 3, "args": {"name": "python"}},
+              event("convolution.5", 0, 100),  # launched; the pool works until its end event
+              event("end: convolution.5", 50_000, 1, tid=2),
+              event("multiply_fusion.1", 60_000, 10_000),
+              event("end: multiply_fusion.1", 70_000, 1),
+              event("convolution.5", 80_000, 100),  # the next iteration's, with its own end
+              event("end: convolution.5", 99_999, 1, tid=2),
+              event("ThreadpoolListener::Region", 0, 100_000),
+              event("ThreadpoolListener::Region", 0, 50_000, tid=2),
+              event("dot.1", 0, 100_000, tid=3)]  # not an XLA thread
+    times, busy = profile_step.op_times(events, iterations=2)
+    assert times["convolution.5"] == pytest.approx((50_001 + 20_000) / 2)
+    assert times["multiply_fusion.1"] == pytest.approx(10_001 / 2)
+    assert "dot.1" not in times
+    assert busy == pytest.approx({"tf_XLAEigen/1": 1.0, "tf_XLAEigen/2": 0.5})
+
+
 def test_the_truth_closes_the_whole_gap_and_a_median_or_random_guess_part_of_the_opening_gap(
         tmp_path):
     from benchmarks import truth_ceiling
