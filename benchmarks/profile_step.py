@@ -12,9 +12,10 @@ conflicts with nothing here but is no dependency: `pip install xprof` (any envir
 `python -m benchmarks.profile_step --analyze /tmp/prof` reads what a run wrote.
 
 Times are per iteration, each operation's from its start to its end: an operation XLA runs on
-its thread pool (Eigen's convolutions) may use every core meanwhile, and two can overlap, so
-the total is not the wall time; the busy share of each pool thread says how full the cores
-were. `--d_steps 1` isolates the G step (the D steps' share shrinks).
+its thread pool (Eigen's convolutions) counts any wait for a busy pool, may use every core
+meanwhile, and can overlap another, so the total is not the wall time; the busy share of each
+pool thread says how full the cores were. `--d_steps 1` isolates the G step (the D steps'
+share shrinks).
 """
 
 from __future__ import annotations
@@ -82,9 +83,10 @@ def op_times(events: list[dict], iterations: int) -> tuple[collections.Counter, 
 
     XLA's CPU runtime hands some operations (Eigen's convolutions, products) to its thread
     pool: their own event covers only the launch, and an `end: <name>` event marks when the
-    pool finished. Such an operation counts from its launch to that end; it may have used
-    every core meanwhile, so two operations' times can overlap. Busy share: the time each pool
-    thread spent in work regions (ThreadpoolListener::Region) over the traced span."""
+    pool finished. Such an operation counts from its launch to that end, any wait for a busy
+    pool included; it may have used every core meanwhile, so two operations' times can overlap.
+    Busy share: the time each pool thread spent in work regions (ThreadpoolListener::Region)
+    over the traced span."""
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
                if e.get("name") == "thread_name"}
     begins, ends = collections.defaultdict(list), collections.defaultdict(list)
