@@ -67,14 +67,12 @@ def _trace_events(out: str) -> list[dict]:
 
 
 def _union(intervals: list[tuple[float, float]]) -> float:
-    total, start, stop = 0.0, None, None
+    """The length of the union of (start, stop) intervals."""
+    total, stop = 0.0, float("-inf")
     for a, b in sorted(intervals):
-        if start is None or a > stop:
-            total += 0.0 if start is None else stop - start
-            start, stop = a, b
-        else:
-            stop = max(stop, b)
-    return total + (0.0 if start is None else stop - start)
+        if b > stop:
+            total, stop = total + b - max(a, stop), b
+    return total
 
 
 def op_times(events: list[dict], iterations: int) -> tuple[collections.Counter, dict]:
