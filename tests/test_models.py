@@ -283,16 +283,21 @@ def test_the_up_layer_is_pytorchs_transposed_convolution(impl):
     np.testing.assert_allclose(y, _pytorch_conv_transpose(x, kernel) + bias, atol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["matmul", "xla"])
-def test_the_down_layer_is_a_stride_2_convolution_with_padding_1(impl):
+# The matmul form takes the input's patches (a small output) or sums its output's shifted
+# windows (an output of 8 or more a side that widens by less than 4x): both, and lax's own.
+@pytest.mark.parametrize("impl, shape, shifted", [("matmul", (2, 8, 6, 3), False),
+                                                  ("matmul", (2, 16, 18, 3), True),
+                                                  ("xla", (2, 8, 6, 3), False)])
+def test_the_down_layer_is_a_stride_2_convolution_with_padding_1(impl, shape, shifted):
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 8, 6, 3)).astype(np.float32)
+    x = rng.normal(size=shape).astype(np.float32)
     kernel = rng.normal(size=(4, 4, 3, 5)).astype(np.float32)
     bias = rng.normal(size=(5,)).astype(np.float32)
+    assert models._shift_output(3, 5, shape[1] // 2, shape[2] // 2) == shifted
     y = models.DownConv(5, impl=impl).apply({"params": {"kernel": kernel, "bias": bias}}, x)
     expected = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
-    assert y.shape == (2, 4, 3, 5)
+    assert y.shape == (2, shape[1] // 2, shape[2] // 2, 5)
     np.testing.assert_allclose(y, expected, atol=1e-4)
 
 
