@@ -4,8 +4,9 @@
 
 No download: the first run builds celebamask_synthetic/64 (4,000 faces, about a minute), trains
 its judge (a narrow ResNet-18) in <workdir>/judge, trains the editor (1,000 iterations, scored on
-200 validation faces every 100), and evaluates on the 400 test faces: 15 to 17 minutes on 2 CPU
-cores (883 s and 1,019 s, two runs on one machine on 2026-12-04; README). The
+200 validation faces every 100), and evaluates on the 400 test faces: 816 s on 2 CPU cores on
+2026-12-04 (883 s and 1,019 s earlier that day on the same machine with the code before the
+faster stride-2 layers; README). The
 network is the paper's recipe made narrower and shallower for 64 px, with three changes that
 are not the paper's, each measured on the gap to the true edited faces: least squares in place
 of WGAN-GP, I_a as a colour transform of the input, and a moving average of G's weights; both
@@ -36,8 +37,8 @@ def get_config():
     # colours, and the paper's tanh I_a repaints a red lipstick brown.
     config.attribute_image = "colour_transform"
     # Both rates fall to 0 over the last 200 iterations: at a constant rate one seed of three
-    # diverged near 900. With the decay, seeds 0 / 1 / 2 close 58.5 / 59.2 / 61.0% of the
-    # test gap opening and 73.2 / 71.5 / 74.4% closing (2026-12-04; earlier code and other
+    # diverged near 900. With the decay, seeds 0 / 1 / 2 close 58.4 / 57.6 / 60.4% of the
+    # test gap opening and 72.6 / 73.1 / 70.2% closing (2026-12-04; earlier code and other
     # machines: README).
     config.lr_decay_start = 800
     # Samples, evaluation and editing from a moving average of G's weights (not the paper's;

@@ -96,11 +96,12 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 class DownConv(nn.Module):
     """PyTorch's Conv2d(kernel 4, stride 2, padding 1): halves the size.
 
-    Computed as one matrix product over the 16 strided slices of the padded input (im2col):
-    the same kernel (4, 4, in, out) and result, but its gradients, and the gradients of its
-    gradients that WGAN-GP's penalty needs, are slices, pads and matrix products. XLA's CPU
-    backend runs the dilated convolutions these otherwise become many times slower (README,
-    "Measured").
+    Computed as one matrix product, of the input's patches (im2col) or of the input with the
+    kernel's 4 windows side by side (stride2_by_patches, stride2_by_shifted_output: whichever
+    copies less): the same kernel (4, 4, in, out) and result, but its gradients, and the
+    gradients of its gradients that WGAN-GP's penalty needs, are slices, pads and matrix
+    products. XLA's CPU backend runs the dilated convolutions these otherwise become many times
+    slower (README, "Measured").
     """
 
     features: int
@@ -118,34 +119,57 @@ class DownConv(nn.Module):
         if self.impl == "xla":
             return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
                                                 dimension_numbers=_NHWC) + bias
-        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        # Output pixel (i, j) reads padded input (2i + ky, 2j + kx), ky, kx in 0..3. With
-        # ky = 2 qy + py: space-to-depth row i + qy, phase py. So the patches are 4 contiguous
-        # windows of the space-to-depth input, not 16 strided slices (fewer, cheaper copies).
-        h, w = height // 2 + 1, width // 2 + 1
-        s2d = x.reshape(batch, h, 2, w, 2, channels).transpose(0, 1, 3, 2, 4, 5)
-        s2d = s2d.reshape(batch, h, w, 4 * channels)  # channels (py, px, c)
-        k = kernel.reshape(2, 2, 2, 2, channels, self.features)  # (qy, py, qx, px, c, out)
-        if _shift_output(channels, self.features, height // 2, width // 2):
-            # One product of the space-to-depth input with all four windows' kernels, then the
-            # four windows of its output summed: no patches copied (README, Measured).
-            k = k.transpose(1, 3, 4, 0, 2, 5).reshape(4 * channels, 4 * self.features)
-            z = jnp.dot(s2d.reshape(-1, 4 * channels), k).reshape(batch, h, w, 4, self.features)
-            return sum(z[:, qy:qy + h - 1, qx:qx + w - 1, 2 * qy + qx]
-                       for qy in (0, 1) for qx in (0, 1)) + bias
-        patches = jnp.concatenate([s2d[:, qy:qy + h - 1, qx:qx + w - 1]
-                                   for qy in (0, 1) for qx in (0, 1)], axis=-1)
-        k = k.transpose(0, 2, 1, 3, 4, 5).reshape(16 * channels, self.features)
-        y = jnp.dot(patches.reshape(-1, 16 * channels), k)
-        return y.reshape(batch, height // 2, width // 2, self.features) + bias
+        if uses_shifted_output(channels, self.features, height // 2, width // 2):
+            return stride2_by_shifted_output(x, kernel) + bias
+        return stride2_by_patches(x, kernel) + bias
 
 
-def _shift_output(channels: int, features: int, out_height: int, out_width: int) -> bool:
-    """Whether DownConv sums four shifted windows of one product's output instead of taking one
-    product of the input's patches. The first writes 4 * features numbers a pixel where the
-    second copies 16 * channels, but computes one more row and column of output, so it pays
-    for a layer that widens by less than 4x at an output of 8 or more a side (the stride-2
-    layers of G's encoder and D, not D's first or last; measured on the CPU, README)."""
+def _space_to_depth(x: jax.Array) -> jax.Array:
+    """The input padded by 1, (B, 2h, 2w, C) -> (B, h + 1, w + 1, 4C), channels (py, px, c).
+
+    Output pixel (i, j) of the 4x4 / 2 convolution reads padded input (2i + ky, 2j + kx). With
+    ky = 2 qy + py that is space-to-depth row i + qy, phase py: the convolution is a 2x2
+    convolution of this array, its 4 windows (qy, qx) contiguous, not 16 strided slices."""
+    batch, height, width, channels = x.shape
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = height // 2 + 1, width // 2 + 1
+    s2d = x.reshape(batch, h, 2, w, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+    return s2d.reshape(batch, h, w, 4 * channels)
+
+
+def stride2_by_patches(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Conv2d(4, stride 2, padding 1) without bias as one product of the input's patches (the 4
+    windows of _space_to_depth side by side, 16 * C numbers a pixel) with the kernel."""
+    batch, height, width, channels = x.shape
+    s2d, features = _space_to_depth(x), kernel.shape[-1]
+    h, w = height // 2, width // 2
+    patches = jnp.concatenate([s2d[:, qy:qy + h, qx:qx + w] for qy in (0, 1) for qx in (0, 1)],
+                              axis=-1)
+    k = kernel.reshape(2, 2, 2, 2, channels, features)  # (qy, py, qx, px, c, out)
+    k = k.transpose(0, 2, 1, 3, 4, 5).reshape(16 * channels, features)
+    return jnp.dot(patches.reshape(-1, 16 * channels), k).reshape(batch, h, w, features)
+
+
+def stride2_by_shifted_output(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The same as stride2_by_patches as one product of _space_to_depth's array with the 4
+    windows' kernels side by side (4 * features numbers a pixel), then the sum of the 4 windows
+    of that output: nothing of the input copied, one more row and column computed."""
+    batch, height, width, channels = x.shape
+    s2d, features = _space_to_depth(x), kernel.shape[-1]
+    h, w = height // 2, width // 2
+    k = kernel.reshape(2, 2, 2, 2, channels, features)  # (qy, py, qx, px, c, out)
+    k = k.transpose(1, 3, 4, 0, 2, 5).reshape(4 * channels, 4 * features)
+    z = jnp.dot(s2d.reshape(-1, 4 * channels), k).reshape(batch, h + 1, w + 1, 4, features)
+    return sum(z[:, qy:qy + h, qx:qx + w, 2 * qy + qx] for qy in (0, 1) for qx in (0, 1))
+
+
+def uses_shifted_output(channels: int, features: int, out_height: int,
+                        out_width: int) -> bool:
+    """Whether DownConv uses stride2_by_shifted_output rather than stride2_by_patches. It
+    writes 4 * features numbers a pixel where the patches copy 16 * channels, but computes one
+    more row and column of output, so it pays for a layer that widens by less than 4x at an
+    output of 8 or more a side: G's encoder's and D's stride-2 layers but D's first and last
+    (benchmarks/layer_speed.py on the CPU; README, Measured)."""
     return features < 4 * channels and min(out_height, out_width) >= 8
 
 

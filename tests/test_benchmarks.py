@@ -267,3 +267,13 @@ def test_the_split_by_an_attribute_scores_the_faces_with_it_and_those_without_ap
     assert with_[0] == f"{opened} / {len(men) - opened}"
     assert set(with_[1:]) <= {"100.0%", "-"} and "100.0%" in with_
     assert set(without[1:]) <= {"0.0%", "-"} and "0.0%" in without
+
+
+def test_layer_speed_names_a_malformed_shape_and_times_every_form_it_is_given():
+    from benchmarks import layer_speed
+    assert layer_speed.parse_shape("2x8x3x5") == (2, 8, 3, 5)
+    for bad in ("2x8x3", "2x7x3x5", "2xax3x5"):
+        with pytest.raises(ValueError, match=bad):
+            layer_speed.parse_shape(bad)
+    ms = layer_speed.time_forms((2, 8, 3, 5), ["patches", "shifted", "xla"], rounds=1, repeats=1)
+    assert set(ms) == {"patches", "shifted", "xla"} and all(t > 0 for t in ms.values())
