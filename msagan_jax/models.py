@@ -168,8 +168,8 @@ def uses_shifted_output(channels: int, features: int, out_height: int,
     """Whether DownConv uses stride2_by_shifted_output rather than stride2_by_patches. It
     writes 4 * features numbers a pixel where the patches copy 16 * channels, but computes one
     more row and column of output, so it pays for a layer that widens by less than 4x at an
-    output of 8 or more a side: G's encoder's and D's stride-2 layers but D's first and last
-    (benchmarks/layer_speed.py on the CPU; README, Measured)."""
+    output of 8 or more a side: at the paper's recipe G's encoder's stride-2 layers and D's but
+    its first and last two (benchmarks/layer_speed.py on the CPU; README, Measured)."""
     return features < 4 * channels and min(out_height, out_width) >= 8
 
 

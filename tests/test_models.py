@@ -319,6 +319,7 @@ def test_the_down_layer_sums_shifted_outputs_only_where_that_copies_less():
     shifted = models.uses_shifted_output
     assert all(shifted(c, 2 * c, s, s) for c, s in ((32, 64), (64, 32), (128, 16)))
     assert not shifted(3, 32, 64, 64)  # D's first: 32 > 4 * 3 numbers a pixel
+    assert not shifted(256, 512, 4, 4)  # D's next to last: a 4x4 output, 25 / 16 the work
     assert not shifted(512, 1024, 2, 2)  # D's last: a 2x2 output, 9 / 4 the work
 
 
