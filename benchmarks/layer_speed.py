@@ -61,15 +61,23 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return batch, size, cin, cout
 
 
-def layer_call(form: Callable, shape: tuple[int, int, int, int]) -> Callable[[], object]:
-    """A no-argument call that runs the form's forward pass and both gradients once."""
+def layer_inputs(shape: tuple[int, int, int, int]) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The input, the kernel and the output's weights w of a timed call (loss sum(y * w))."""
     batch, size, cin, cout = shape
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    x = jax.random.normal(keys[0], (batch, size, size, cin))
-    kernel = 0.02 * jax.random.normal(keys[1], (4, 4, cin, cout))
-    weights = jax.random.normal(keys[2], (batch, size // 2, size // 2, cout))
-    step = jax.jit(jax.grad(lambda x, k: jnp.sum(form(x, k) * weights), argnums=(0, 1)))
-    return lambda: jax.block_until_ready(step(x, kernel))
+    return (jax.random.normal(keys[0], (batch, size, size, cin)),
+            0.02 * jax.random.normal(keys[1], (4, 4, cin, cout)),
+            jax.random.normal(keys[2], (batch, size // 2, size // 2, cout)))
+
+
+def layer_call(form: Callable, shape: tuple[int, int, int, int]) -> Callable[[], object]:
+    """A no-argument call that runs the form's forward pass and both gradients once, and
+    returns (loss, (input gradient, kernel gradient))."""
+    # The weights are an argument: as a constant, XLA folds their share of the gradients into
+    # the program. The value keeps the forward pass live (a linear loss's gradients skip it).
+    step = jax.jit(jax.value_and_grad(lambda x, k, w: jnp.sum(form(x, k) * w), argnums=(0, 1)))
+    inputs = layer_inputs(shape)
+    return lambda: jax.block_until_ready(step(*inputs))
 
 
 def time_forms(shape: tuple[int, int, int, int], forms: Sequence[str], rounds: int,

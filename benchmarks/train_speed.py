@@ -225,9 +225,15 @@ def time_structure(structure: str, batch_size: int | None = None) -> dict:
                          FLAGS.image_size, FLAGS.compute_dtype, FLAGS.conv_impl)
     prepared = prepare(config)
     run_iterations(prepared, 1)  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF)
     times = run_iterations(prepared, FLAGS.iterations)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     peak, _ = peak_tflops(jax.devices()[0].device_kind, FLAGS.peak_tflops)
-    return summarize(prepared, times, peak)
+    # The kernel's share: on the CPU, XLA maps each run's temporary buffer afresh (README).
+    return {**summarize(prepared, times, peak),
+            "minor_faults_per_iteration": (after.ru_minflt - before.ru_minflt) / len(times),
+            "system_s_per_iteration": (after.ru_stime - before.ru_stime) / len(times),
+            "user_s_per_iteration": (after.ru_utime - before.ru_utime) / len(times)}
 
 
 def count_flops(batch_sizes: list[int]) -> None:
@@ -260,8 +266,9 @@ def main(argv) -> None:
         count_flops(batch_sizes)
         return
     print("| structure | batch | G params | compile s | s/iteration | iterations/s | images/s | "
-          "GFLOP/iteration | GFLOP/s | % of bf16 peak | peak memory GiB | XLA program GiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "GFLOP/iteration | GFLOP/s | % of bf16 peak | peak memory GiB | XLA program GiB | "
+          "page faults / iteration | kernel CPU s / iteration |")
+    print("| --- " * 14 + "|")
     results = []
     for structure in FLAGS.structures:
         for batch_size in batch_sizes:
@@ -274,7 +281,8 @@ def main(argv) -> None:
                   f"{r['images_per_s']:.1f} | {r['flops_per_iteration'] / 1e9:.0f} | "
                   f"{r['flops_per_s'] / 1e9:.1f} | {_share(r)} | "
                   f"{r['peak_memory_bytes'] / 2 ** 30:.2f} ({r['peak_memory_kind']}) | "
-                  f"{program} |", flush=True)
+                  f"{program} | {r['minor_faults_per_iteration']:,.0f} | "
+                  f"{r['system_s_per_iteration']:.2f} |", flush=True)
             if FLAGS.json:  # after each structure: a run stopped part-way keeps its figures
                 with open(FLAGS.json, "w") as f:
                     json.dump({"device": str(device.device_kind), "devices": jax.device_count(),

@@ -198,14 +198,11 @@ def _g_loss_fn(config: ml_collections.ConfigDict, generator: flax.linen.Module,
     return g_loss
 
 
-def make_train_iteration(config: ml_collections.ConfigDict,
-                         num_steps: int) -> Callable[[TrainState, Batch],
-                                                     tuple[TrainState, dict[str, jax.Array]]]:
-    """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
-    generator, discriminator = models.create_models(config)
-    g_tx, d_tx = create_optimizers(config, num_steps)
+def make_d_step(config: ml_collections.ConfigDict, discriminator: flax.linen.Module,
+                d_tx: optax.GradientTransformation) -> Callable:
+    """One D step as a scan body: ((d_params, d_opt_state), (image, label, fake, key)) ->
+    ((d_params, d_opt_state), metrics), the edited images `fake` given."""
     d_loss = _d_loss_fn(config, discriminator)
-    g_loss = _g_loss_fn(config, generator, discriminator)
 
     def d_step(carry, xs):
         d_params, d_opt_state = carry
@@ -213,6 +210,32 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         grads, metrics = jax.grad(d_loss, has_aux=True)(d_params, image, label, fake, key)
         updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
         return (optax.apply_updates(d_params, updates), d_opt_state), metrics
+
+    return d_step
+
+
+def make_g_step(config: ml_collections.ConfigDict, generator: flax.linen.Module,
+                discriminator: flax.linen.Module, g_tx: optax.GradientTransformation) -> Callable:
+    """One G step: (g_params, g_opt_state, d_params, image, label, guide) -> (g_params,
+    g_opt_state, metrics); guide may be None."""
+    g_loss = _g_loss_fn(config, generator, discriminator)
+
+    def g_step(g_params, g_opt_state, d_params, image, label, guide):
+        grads, metrics = jax.grad(g_loss, has_aux=True)(g_params, d_params, image, label, guide)
+        updates, g_opt_state = g_tx.update(grads, g_opt_state, g_params)
+        return optax.apply_updates(g_params, updates), g_opt_state, metrics
+
+    return g_step
+
+
+def make_train_iteration(config: ml_collections.ConfigDict,
+                         num_steps: int) -> Callable[[TrainState, Batch],
+                                                     tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure function (state, batch) -> (state, metrics) of one iteration (not jitted)."""
+    generator, discriminator = models.create_models(config)
+    g_tx, d_tx = create_optimizers(config, num_steps)
+    d_step = make_d_step(config, discriminator, d_tx)
+    g_step = make_g_step(config, generator, discriminator, g_tx)
 
     def train_iteration(state: TrainState, batch: Batch):
         k = config.d_steps
@@ -228,11 +251,9 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         (d_params, d_opt_state), d_metrics = jax.lax.scan(
             d_step, (state.d_params, state.d_opt_state),
             (images[:k], labels[:k], fakes, jax.random.split(key, k)), unroll=True)
-        grads, g_metrics = jax.grad(g_loss, has_aux=True)(
-            state.g_params, d_params, images[k], labels[k],
+        g_params, g_opt_state, g_metrics = g_step(
+            state.g_params, state.g_opt_state, d_params, images[k], labels[k],
             None if guides is None else guides[k])
-        updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
         if isinstance(state, EmaTrainState):
             state = state.replace(g_ema=update_ema(state.g_ema, g_params, config.ema_decay,
                                                    state.step))

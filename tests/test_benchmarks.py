@@ -269,6 +269,22 @@ def test_the_split_by_an_attribute_scores_the_faces_with_it_and_those_without_ap
     assert set(without[1:]) <= {"0.0%", "-"} and "0.0%" in without
 
 
+def test_step_pieces_times_gs_layers_and_each_step_alone_and_names_an_unknown_piece():
+    import argparse
+
+    from benchmarks import step_pieces
+    assert step_pieces.parse_pieces("g_forward,layers") == ["g_forward", *step_pieces.LAYERS]
+    with pytest.raises(SystemExit, match="layer_nope"):
+        step_pieces.parse_pieces("g_forward,layer_nope")
+    args = argparse.Namespace(batch_size=1, image_size=64, repeats=2, structure="e1d1")
+    for piece in (*step_pieces.LAYERS, "d_only_3", "g_only"):
+        times = step_pieces._ours(piece, args)
+        assert len(times) == 2 and min(times) > 0, piece
+    # Layers alone: their medians, and no derived rows (those need the whole iterations).
+    rows = step_pieces.summarize({("ours", "layer_res"): [0.2, 0.4, 0.3]}, ["ours"])
+    assert rows == [("layer_res", {"ours": 0.3})]
+
+
 def test_layer_speed_names_a_malformed_shape_and_times_every_form_it_is_given():
     from benchmarks import layer_speed
     assert layer_speed.parse_shape("2x8x3x5") == (2, 8, 3, 5)
@@ -277,3 +293,19 @@ def test_layer_speed_names_a_malformed_shape_and_times_every_form_it_is_given():
             layer_speed.parse_shape(bad)
     ms = layer_speed.time_forms((2, 8, 3, 5), ["patches", "shifted", "xla"], rounds=1, repeats=1)
     assert set(ms) == {"patches", "shifted", "xla"} and all(t > 0 for t in ms.values())
+
+
+def test_a_timed_layer_call_runs_the_forward_pass_and_both_gradients():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks import layer_speed
+    shape = (2, 8, 3, 5)
+    x, kernel, weights = layer_speed.layer_inputs(shape)
+    loss, (dx, dk) = layer_speed.layer_call(layer_speed.FORMS["shifted"], shape)()
+    y = layer_speed._lax_form(x, kernel)
+    assert loss == pytest.approx(float(jnp.sum(y * weights)), rel=1e-5)
+    _, pullback = jax.vjp(layer_speed._lax_form, x, kernel)
+    for got, want in zip((dx, dk), pullback(weights)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
