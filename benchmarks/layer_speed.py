@@ -8,7 +8,7 @@ that computes the layer's output and the gradients of sum(y * w) with respect to
 kernel (what a training step asks of it), the median of `repeats` calls after a warm-up, for
 each form, the forms alternating round by round; then the overall median per form, and the form
 DownConv picks (models.uses_shifted_output). Forms: `patches` (models.stride2_by_patches),
-`shifted` (models.stride2_by_shifted_output), `xla` (lax.conv_general_dilated, conv_impl=xla;
+`shifted` (models.stride2_by_shifted_output), `xla` (models.stride2_by_lax, conv_impl=xla;
 slow on the CPU at the larger shapes). The default shapes are the stride-2 layers of the
 paper's recipe at batch 16 (G's encoder, then D) and of the quick start at batch 8 (a device's
 share of 16 on two).
@@ -34,14 +34,9 @@ QUICKSTART = ("8x64x16x32", "8x32x32x64",  # G's encoder
               "8x64x3x16", "8x32x16x32", "8x16x32x64", "8x8x64x128", "8x4x128x256")  # D
 
 
-def _lax_form(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
 FORMS: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "patches": models.stride2_by_patches, "shifted": models.stride2_by_shifted_output,
-    "xla": _lax_form}
+    "xla": models.stride2_by_lax}
 
 flags.DEFINE_list("shapes", list(PAPER + QUICKSTART), "batch x size x in x out, comma-separated.")
 flags.DEFINE_list("forms", ["patches", "shifted"], f"Among {', '.join(FORMS)}.")

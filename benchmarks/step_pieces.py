@@ -135,11 +135,11 @@ def _ours_layer(piece: str, args: argparse.Namespace) -> list[float]:
     def layer(x):
         if kind == "res":
             return models.ResidualBlock()(x)
-        if kind == "head":
-            return models._conv(cout, 7, 1, 3, f32)(x)
         conv = {"stem": lambda: models._conv(cout, 7, 1, 3, f32),
+                "head": lambda: models._conv(cout, 7, 1, 3, f32),
                 "down": lambda: models.DownConv(cout), "up": lambda: models.UpConv(cout)}[kind]
-        return nn.relu(models._norm(f32)(conv()(x)))
+        y = conv()(x)
+        return y if kind == "head" else nn.relu(models._norm(f32)(y))
 
     class Layer(nn.Module):
         @nn.compact

@@ -117,11 +117,16 @@ class DownConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         if self.impl == "xla":
-            return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                                dimension_numbers=_NHWC) + bias
+            return stride2_by_lax(x, kernel) + bias
         if uses_shifted_output(channels, self.features, height // 2, width // 2):
             return stride2_by_shifted_output(x, kernel) + bias
         return stride2_by_patches(x, kernel) + bias
+
+
+def stride2_by_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Conv2d(4, stride 2, padding 1) without bias as lax's own convolution (conv_impl=xla)."""
+    return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                        dimension_numbers=_NHWC)
 
 
 def _space_to_depth(x: jax.Array) -> jax.Array:
