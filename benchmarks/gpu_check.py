@@ -275,9 +275,11 @@ def cmd_env(args: argparse.Namespace) -> None:
     import importlib.metadata
     import platform
 
+    from benchmarks import machine
+
     hide_tensorflow()
-    info: dict[str, Any] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                            "versions": {}, "import_errors": {}}
+    info: dict[str, Any] = {"python": platform.python_version(), "cpu": machine.cpu_line(),
+                            "cpu_count": os.cpu_count(), "versions": {}, "import_errors": {}}
     for package in VERSION_PACKAGES:
         try:
             info["versions"][package] = importlib.metadata.version(package)
@@ -414,6 +416,7 @@ def _torch_worker(args: argparse.Namespace,
     """PyTorch's E2D2 (the only structure it has), on one fixed batch, warmed up once."""
     import torch
 
+    from benchmarks import machine
     from benchmarks import torch_reference as tr
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -429,7 +432,7 @@ def _torch_worker(args: argparse.Namespace,
     reference.iteration(batch)  # warm-up: allocator, cuDNN's choices
     tr._sync(reference.device)
     name = (torch.cuda.get_device_name(reference.device) if device == "cuda"
-            else tr.cpu_model())
+            else machine.cpu_line())
     ready = {"device": name, "platform": device, "torch": torch.__version__,
              "threads": torch.get_num_threads(),
              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,

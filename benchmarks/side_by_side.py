@@ -23,7 +23,6 @@ with the machine it ran on. Speed claims in the README are ratios from this scri
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -34,35 +33,8 @@ import tempfile
 import time
 from typing import Any
 
+from benchmarks import machine
 from msagan_jax import console  # stdlib only: does not import jax
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> dict[str, Any]:
-    """What the figures ran on: CPU model and cores, memory, library versions."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            mem_gib = int(f.readline().split()[1]) / 2 ** 20
-    except (OSError, ValueError, IndexError):
-        mem_gib = float("nan")
-    return {"cpu": model, "cpu_count": os.cpu_count(),
-            "cpus_usable": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                            else None),
-            "memory_gib": round(mem_gib, 1), "python": sys.version.split()[0],
-            "jax": _version("jax"), "jaxlib": _version("jaxlib"), "torch": _version("torch")}
 
 
 def run_one(name: str, command: list[str], json_path: pathlib.Path, log_path: pathlib.Path,
@@ -161,7 +133,8 @@ def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     images = 4 * args.batch_size
     gpu = "" if t0["device"] == "cpu" else f", torch on {t0['device_name']}"
     print()
-    print(f"Machine: {info['cpu']}, {info['cpu_count']} cores ({info['cpus_usable']} usable), "
+    print(f"Machine: {machine.cpu_line(info)}, {info['cpu_count']} cores "
+          f"({info['cpus_usable']} usable), "
           f"{info['memory_gib']} GiB; jax {info['jax']} (device: {summary['ours_device']}), "
           f"torch {info['torch']} ({t0['threads']} threads, its default{gpu}); python "
           f"{info['python']}")
@@ -191,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     structures = [s.strip() for s in args.structures.split(",") if s.strip()]
     out = pathlib.Path(args.out_dir or tempfile.mkdtemp(prefix="side_by_side_"))
     out.mkdir(parents=True, exist_ok=True)
-    info = machine()
+    info = machine.describe()
     runs = _run_rounds(args, structures, out)
     summary = _summarize(args, structures, runs, info, out)
     _print_summary(args, summary)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -43,6 +42,8 @@ except ImportError:  # torch is optional for this project: say how to get it
     sys.exit("benchmarks.torch_reference needs PyTorch: pip install torch")
 
 import numpy as np
+
+from benchmarks import machine
 
 # The paper's (and our configs/default.py's) counts at 128 px, width 32: the check that the
 # reference builds the same networks.
@@ -294,18 +295,6 @@ def random_batch(k: int, batch_size: int, size: int,
             "mask": to(mask.transpose(0, 1, 4, 2, 3))}
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def check_parameter_counts(reference: Reference, image_size: int) -> tuple[int, int]:
     """Prints G's and D's parameter counts and asserts they are ours (D's at 128 px: its D_cls
     kernel is the final map, so it depends on the image size)."""
@@ -333,7 +322,7 @@ def benchmark(iterations: int, batch_size: int, image_size: int, passes: str,
     g_params, d_params = check_parameter_counts(reference, image_size)
     batch = random_batch(4, batch_size, image_size, reference.device)
     name = torch.cuda.get_device_name(reference.device) if reference.device.type == "cuda" \
-        else cpu_model()
+        else machine.cpu_line()
     print(f"torch {torch.__version__} on {reference.device.type} ({name}), "
           f"{torch.get_num_threads()} threads (torch's default), batch {batch_size}, "
           f"{image_size} px, float32, passes {passes}", flush=True)

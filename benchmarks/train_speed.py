@@ -41,6 +41,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from benchmarks import machine
 from msagan_jax import models, parallel, train
 
 # Dense (no sparsity) bf16 Tensor Core peaks, TFLOP/s, by JAX's device_kind: the vendor's
@@ -257,8 +258,9 @@ def main(argv) -> None:
     device = jax.devices()[0]
     peak, peak_source = peak_tflops(device.device_kind, FLAGS.peak_tflops)
     batch_sizes = [int(b) for b in FLAGS.batch_sizes] or [FLAGS.batch_size]
-    print(f"{jax.device_count()} x {device.device_kind} ({device.platform}), batch "
-          f"{','.join(map(str, batch_sizes))}, {FLAGS.image_size} px, {FLAGS.compute_dtype}, "
+    host = machine.cpu_line()
+    print(f"{jax.device_count()} x {device.device_kind} ({device.platform}; host CPU {host}), "
+          f"batch {','.join(map(str, batch_sizes))}, {FLAGS.image_size} px, {FLAGS.compute_dtype}, "
           f"median of {FLAGS.iterations}, stride-2 layers: "
           f"{models.resolve_conv_impl(FLAGS.conv_impl or FLAGS.config.conv_impl)}; dense bf16 "
           f"peak: {'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({peak_source})")
@@ -285,7 +287,8 @@ def main(argv) -> None:
                   f"{r['system_s_per_iteration']:.2f} |", flush=True)
             if FLAGS.json:  # after each structure: a run stopped part-way keeps its figures
                 with open(FLAGS.json, "w") as f:
-                    json.dump({"device": str(device.device_kind), "devices": jax.device_count(),
+                    json.dump({"device": str(device.device_kind), "host_cpu": host,
+                               "devices": jax.device_count(),
                                "platform": device.platform, "peak_tflops": peak,
                                "peak_source": peak_source, "results": results}, f, indent=2)
 

@@ -309,3 +309,31 @@ def test_a_timed_layer_call_runs_the_forward_pass_and_both_gradients():
     _, pullback = jax.vjp(layer_speed.FORMS["xla"], x, kernel)
     for got, want in zip((dx, dk), pullback(weights)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+ZEN1 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu sse4_2 avx fma avx2 sha_ni
+
+processor\t: 1
+model name\t: another CPU
+"""
+
+
+def test_the_machine_line_names_the_cpus_family_and_its_widest_vector_extension():
+    from benchmarks import machine
+
+    zen1 = machine.parse_cpuinfo(ZEN1)
+    assert (zen1["cpu"], zen1["cpu_family"], zen1["cpu_model"], zen1["vector"]) == \
+        ("AMD EPYC", "23", "1", "avx2")  # the first processor's block, not the second's
+    assert machine.cpu_line(zen1) == "AMD EPYC (family 23 model 1, avx2)"
+    wide = machine.parse_cpuinfo(ZEN1.replace("avx2 sha_ni", "avx2 avx512f avx512bw"))
+    assert wide["vector"] == "avx512f"
+    arm = machine.parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd evtstrm\n")
+    assert arm["vector"] == "asimd" and arm["cpu_family"] is None
+    assert machine.cpu_line({**arm, "cpu": "Neoverse"}) == "Neoverse (asimd)"
+    info = machine.describe()  # this machine's, whatever it is
+    assert info["cpu"] and info["cpu_count"] >= 1 and "jax" in info
