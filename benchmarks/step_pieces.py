@@ -135,10 +135,10 @@ def _ours_layer(piece: str, args: argparse.Namespace) -> list[float]:
     def layer(x):
         if kind == "res":
             return models.ResidualBlock()(x)
-        conv = {"stem": lambda: models._conv(cout, 7, 1, 3, f32),
-                "head": lambda: models._conv(cout, 7, 1, 3, f32),
-                "down": lambda: models.DownConv(cout), "up": lambda: models.UpConv(cout)}[kind]
-        y = conv()(x)
+        if kind in ("stem", "head"):
+            y = models._conv(cout, 7, 1, 3, f32)(x)
+        else:
+            y = (models.DownConv if kind == "down" else models.UpConv)(cout)(x)
         return y if kind == "head" else nn.relu(models._norm(f32)(y))
 
     class Layer(nn.Module):
@@ -167,10 +167,12 @@ def _reference_layer(piece: str, args: argparse.Namespace) -> list[float]:
     kind, cin, cout, scale = LAYERS[piece]
     size = args.image_size // scale
     torch.manual_seed(0)
-    layer = {"stem": lambda: ref._conv(cin, cout, 7, 1, 3),
-             "head": lambda: ref._conv(cin, cout, 7, 1, 3),
-             "down": lambda: ref._conv(cin, cout, 4, 2, 1), "res": lambda: ref.ResidualBlock(cin),
-             "up": lambda: torch.nn.ConvTranspose2d(cin, cout, 4, 2, 1)}[kind]()
+    if kind in ("stem", "head"):
+        layer = ref._conv(cin, cout, 7, 1, 3)
+    else:
+        layer = {"down": lambda: ref._conv(cin, cout, 4, 2, 1),
+                 "res": lambda: ref.ResidualBlock(cin),
+                 "up": lambda: torch.nn.ConvTranspose2d(cin, cout, 4, 2, 1)}[kind]()
 
     def forward(x):
         y = layer(x)
