@@ -18,9 +18,11 @@ Exit status: 0 done; 1 an error (one line: `error: ...`) or files the edit could
 3 stopped by SIGTERM or Ctrl-C after saving a checkpoint (run the same command to resume).
 """
 
-from msagan_jax import console
+from msagan_jax import allocator, console
 
 console.choose_platform()  # before JAX starts: no CUDA probe traceback on a CPU-only machine
+if __name__ == "__main__":
+    allocator.use_mimalloc()  # on the CPU: this command again, with mimalloc preloaded
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

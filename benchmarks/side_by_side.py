@@ -4,7 +4,8 @@ Needs PyTorch besides the project (it is not a project dependency):
 
     pip install torch        # this repo's measurements used torch==2.13.0 (the CPU wheel)
     python -m benchmarks.side_by_side [--structures e2d2,e1d1] [--rounds 2] [--iterations 2]
-        [--torch_passes shared] [--json out.json] [--out_dir DIR]
+        [--torch_passes shared] [--torch_malloc system,mimalloc] [--ours_malloc mimalloc,system]
+        [--json out.json] [--out_dir DIR]
 
 Each round runs, one subprocess at a time, the reference's E2D2 iteration
 (benchmarks/torch_reference.py) and then ours for each structure (benchmarks/train_speed.py, one
@@ -18,6 +19,12 @@ all of a system's timed iterations over the rounds, and the ratio
 
 for each of our structures, overall and round by round (the spread says how far to trust it),
 with the machine it ran on. Speed claims in the README are ratios from this script.
+
+Ours runs as `main.py` runs it: on the CPU, with mimalloc preloaded (msagan_jax/allocator.py).
+The reference runs with glibc's malloc, as its users run it; `--torch_malloc system,mimalloc`
+also times it with the same mimalloc settings as ours (a run of its own in each round, after
+the first), and prints our ratios against that too; `--ours_malloc mimalloc,system` times ours
+with glibc's malloc as well (`MSAGAN_ALLOCATOR=system`).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import time
 from typing import Any
 
 from benchmarks import machine
-from msagan_jax import console  # stdlib only: does not import jax
+from msagan_jax import allocator, console  # stdlib only: neither imports jax
 
 
 def run_one(name: str, command: list[str], json_path: pathlib.Path, log_path: pathlib.Path,
@@ -50,7 +57,7 @@ def run_one(name: str, command: list[str], json_path: pathlib.Path, log_path: pa
     data = json.loads(json_path.read_text())
     result = data["results"][0] if "results" in data else data  # train_speed nests its results
     if "results" in data:
-        result = {**result, "device": data.get("device")}
+        result = {**result, "device": data.get("device"), "malloc": data.get("malloc")}
     result["wall_s"] = wall
     print(f"  {name}: {result['iteration_s']:.3f} s/iteration (median of "
           f"{', '.join(f'{t:.2f}' for t in result['iteration_times_s'])}); process "
@@ -67,77 +74,122 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--torch_passes", choices=("shared", "separate"), default="shared",
                         help="see benchmarks/torch_reference.py --passes")
+    parser.add_argument("--torch_malloc", default="system",
+                        help="the reference's allocators, comma-separated: system (glibc's, as "
+                        "its users run it), mimalloc (ours); our ratios are against each")
+    parser.add_argument("--ours_malloc", default="mimalloc",
+                        help="our allocators, comma-separated: mimalloc (main.py's on the CPU), "
+                        "system (glibc's)")
     parser.add_argument("--json", default="", help="the summary's path (default: in --out_dir)")
     parser.add_argument("--out_dir", default="", help="each run's log and JSON (default: a new "
                         "temporary folder)")
     return parser.parse_args(argv)
 
 
-def _run_rounds(args: argparse.Namespace, structures: list[str],
-                out: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
-    """torch E2D2, then ours for each structure, `args.rounds` times: each system's runs."""
-    env = dict(os.environ)
-    # As main.py does: on a machine with no GPU, JAX's CPU platform without the CUDA probe.
-    console.choose_platform(env)
-    common = ["--iterations", str(args.iterations), "--batch_size", str(args.batch_size),
-              "--image_size", str(args.image_size)]
-
-    runs: dict[str, list[dict[str, Any]]] = {"torch": [], **{s: [] for s in structures}}
-    print(f"{args.rounds} rounds of: torch E2D2, then ours {', '.join(structures)}; "
-          f"{args.iterations} timed iterations each; logs in {out}", flush=True)
-    for r in range(1, args.rounds + 1):
-        print(f"round {r}:", flush=True)
-        path = out / f"torch_round{r}.json"
-        runs["torch"].append(run_one(
-            "torch E2D2", [sys.executable, "-m", "benchmarks.torch_reference", *common,
-                           "--passes", args.torch_passes, "--json", str(path)],
-            path, out / f"torch_round{r}.log", env))
-        for s in structures:
-            path = out / f"ours_{s}_round{r}.json"
-            runs[s].append(run_one(
-                f"ours {s.upper()}", [sys.executable, "-m", "benchmarks.train_speed",
-                                      "--structures", s, *common, "--json", str(path)],
-                path, out / f"ours_{s}_round{r}.log", env))
+def torch_environments(env: dict[str, str], mallocs: list[str]) -> dict[str, dict[str, str]]:
+    """The reference's runs by name ("torch", "torch+mimalloc"), each with its environment."""
+    runs = {}
+    for malloc in mallocs:
+        if malloc == "system":
+            runs["torch"] = env
+        elif malloc == "mimalloc" and allocator.library() is not None:
+            runs["torch+mimalloc"] = allocator.mimalloc_environment(env, allocator.library())
+        else:
+            sys.exit(f"--torch_malloc: {malloc!r} is not system or mimalloc (the latter needs "
+                     "the cmeel-mimalloc wheel, on Linux)")
     return runs
 
 
-def _summarize(args: argparse.Namespace, structures: list[str], runs: dict[str, list[dict]],
-               info: dict[str, Any], out: pathlib.Path) -> dict[str, Any]:
-    """Each system's per-round and overall medians, and torch's time over ours."""
+def ours_environments(env: dict[str, str], structures: list[str],
+                      mallocs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Our runs by name (the structure, "+system" with glibc's malloc): structure and
+    environment."""
+    runs = {}
+    for malloc in mallocs:
+        if malloc not in allocator.CHOICES:
+            sys.exit(f"--ours_malloc: {malloc!r} is not one of {', '.join(allocator.CHOICES)}")
+        for s in structures:
+            name = s if malloc == "mimalloc" else f"{s}+{malloc}"
+            runs[name] = (s, {**env, allocator.SWITCH: malloc})
+    return runs
 
-    def overall(results: list[dict[str, Any]]) -> float:
-        # The median of every timed iteration of every round.
-        return statistics.median(t for res in results for t in res["iteration_times_s"])
 
-    torch_runs = runs["torch"]
-    t0 = torch_runs[0]
+def _run_rounds(args: argparse.Namespace, structures: list[str],
+                out: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+    """The reference's E2D2 (once per allocator), then ours for each structure, `args.rounds`
+    times: each system's runs."""
+    env = dict(os.environ)
+    # As main.py does: on a machine with no GPU, JAX's CPU platform without the CUDA probe (and
+    # so, in train_speed, main.py's allocator).
+    console.choose_platform(env)
+    references = torch_environments(env, [m.strip() for m in args.torch_malloc.split(",")])
+    ours = ours_environments(env, structures, [m.strip() for m in args.ours_malloc.split(",")])
+    common = ["--iterations", str(args.iterations), "--batch_size", str(args.batch_size),
+              "--image_size", str(args.image_size)]
+
+    runs: dict[str, list[dict[str, Any]]] = {**{t: [] for t in references},
+                                             **{name: [] for name in ours}}
+    print(f"{args.rounds} rounds of: {', '.join(references)} E2D2, then ours "
+          f"{', '.join(ours)}; {args.iterations} timed iterations each; logs in {out}",
+          flush=True)
+    for r in range(1, args.rounds + 1):
+        print(f"round {r}:", flush=True)
+        for name, torch_env in references.items():
+            path = out / f"{name.replace('+', '_')}_round{r}.json"
+            runs[name].append(run_one(
+                f"{name} E2D2", [sys.executable, "-m", "benchmarks.torch_reference", *common,
+                                 "--passes", args.torch_passes, "--json", str(path)],
+                path, path.with_suffix(".log"), torch_env))
+        for name, (s, ours_env) in ours.items():
+            path = out / f"ours_{name.replace('+', '_')}_round{r}.json"
+            runs[name].append(run_one(
+                f"ours {name.upper()}", [sys.executable, "-m", "benchmarks.train_speed",
+                                         "--structures", s, *common, "--json", str(path)],
+                path, path.with_suffix(".log"), ours_env))
+    return runs
+
+
+def _overall(results: list[dict[str, Any]]) -> float:
+    """The median of every timed iteration of every round."""
+    return statistics.median(t for res in results for t in res["iteration_times_s"])
+
+
+def _summarize(args: argparse.Namespace, runs: dict[str, list[dict]], info: dict[str, Any],
+               out: pathlib.Path) -> dict[str, Any]:
+    """Each system's per-round and overall medians, and each reference's time over ours
+    (`ratios[reference][ours]`)."""
+    references = [name for name in runs if name.startswith("torch")]
+    structures = [name for name in runs if name not in references]
+    t0, ours0 = runs[references[0]][0], runs[structures[0]][0] if structures else {}
     summary = {"machine": info, "rounds": args.rounds, "iterations": args.iterations,
                "batch_size": args.batch_size, "image_size": args.image_size,
                "torch_passes": args.torch_passes, "torch_threads": t0["threads"],
                "torch_device": f"{t0['device']} ({t0['device_name']})",
-               "ours_device": runs[structures[0]][0].get("device") if structures else None,
+               "ours_device": ours0.get("device"), "ours_malloc": ours0.get("malloc"),
                "systems": {}, "ratios": {}, "out_dir": str(out)}
     for name, results in runs.items():
         summary["systems"][name] = {"round_medians_s": [res["iteration_s"] for res in results],
-                                    "overall_median_s": overall(results),
+                                    "overall_median_s": _overall(results),
                                     "runs": results}
-    for s in structures:
-        summary["ratios"][s] = {
-            "overall": overall(torch_runs) / overall(runs[s]),
-            "by_round": [a["iteration_s"] / b["iteration_s"] for a, b in zip(torch_runs, runs[s])]}
+    for ref in references:
+        summary["ratios"][ref] = {s: {
+            "overall": _overall(runs[ref]) / _overall(runs[s]),
+            "by_round": [a["iteration_s"] / b["iteration_s"] for a, b in zip(runs[ref], runs[s])]}
+            for s in structures}
     return summary
 
 
 def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
-    info, t0 = summary["machine"], summary["systems"]["torch"]["runs"][0]
+    info = summary["machine"]
+    t0 = next(iter(summary["systems"].values()))["runs"][0]  # the first reference's first run
     images = 4 * args.batch_size
     gpu = "" if t0["device"] == "cpu" else f", torch on {t0['device_name']}"
     print()
     print(f"Machine: {machine.cpu_line(info)}, {info['cpu_count']} cores "
           f"({info['cpus_usable']} usable), "
-          f"{info['memory_gib']} GiB; jax {info['jax']} (device: {summary['ours_device']}), "
-          f"torch {info['torch']} ({t0['threads']} threads, its default{gpu}); python "
-          f"{info['python']}")
+          f"{info['memory_gib']} GiB; jax {info['jax']} (device: {summary['ours_device']}, "
+          f"malloc: {summary['ours_malloc']}), torch {info['torch']} ({t0['threads']} threads, "
+          f"its default{gpu}); python {info['python']}")
     print(f"E2D2 iteration = 3 D steps + 1 G step, batch {args.batch_size}, {args.image_size} px, "
           f"float32, random data; {args.rounds} rounds, each run the median of "
           f"{args.iterations} timed iterations. Excluded: our compilation and each system's "
@@ -146,17 +198,21 @@ def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     rounds = " | ".join(f"round {r} s/it" for r in range(1, args.rounds + 1))
     print(f"| system | {rounds} | overall median s/it | images/s |")
     print("| --- |" + " --- |" * (args.rounds + 2))
+    labels = {"torch": "torch E2D2 (reference, glibc malloc)",
+              "torch+mimalloc": "torch E2D2 (reference, mimalloc)"}
     for name, entry in summary["systems"].items():
-        label = "torch E2D2 (reference)" if name == "torch" else f"ours {name.upper()}"
         cells = " | ".join(f"{m:.2f}" for m in entry["round_medians_s"])
-        print(f"| {label} | {cells} | {entry['overall_median_s']:.2f} | "
-              f"{images / entry['overall_median_s']:.2f} |")
-    print()
-    print("| ours | torch E2D2 s/it / ours s/it (> 1: ours faster) | by round |")
-    print("| --- | --- | --- |")
-    for s, ratio in summary["ratios"].items():
-        print(f"| {s.upper()} | {ratio['overall']:.2f}x | "
-              f"{', '.join(f'{x:.2f}x' for x in ratio['by_round'])} |")
+        label = f"ours {name.split('+')[0].upper()}" + (" (glibc malloc)" if "+" in name else "")
+        print(f"| {labels.get(name, label)} | {cells} | "
+              f"{entry['overall_median_s']:.2f} | {images / entry['overall_median_s']:.2f} |")
+    for ref, ratios in summary["ratios"].items():
+        print()
+        print(f"| ours | {labels[ref]} s/it / ours s/it (> 1: ours faster) | by round |")
+        print("| --- | --- | --- |")
+        for s, ratio in ratios.items():
+            name = s.upper().replace("+SYSTEM", " (glibc malloc)")
+            print(f"| {name} | {ratio['overall']:.2f}x | "
+                  f"{', '.join(f'{x:.2f}x' for x in ratio['by_round'])} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     info = machine.describe()
     runs = _run_rounds(args, structures, out)
-    summary = _summarize(args, structures, runs, info, out)
+    summary = _summarize(args, runs, info, out)
     _print_summary(args, summary)
     json_path = pathlib.Path(args.json) if args.json else out / "side_by_side.json"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")

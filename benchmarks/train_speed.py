@@ -24,6 +24,10 @@ for the compiled iteration alone (arguments + outputs + temporaries, less donate
 batch is random: this measures the step, not the input pipeline
 (benchmarks/input_pipeline_speed.py). With --json, the file is rewritten after each structure,
 so a run stopped part-way keeps what it measured.
+
+As `main.py` does, a run on the CPU re-executes itself with mimalloc preloaded
+(msagan_jax/allocator.py; `MSAGAN_ALLOCATOR=system` keeps glibc's malloc); the header and the
+JSON name the allocator.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import machine
-from msagan_jax import models, parallel, train
+from msagan_jax import allocator, console, models, parallel, train
 
 # Dense (no sparsity) bf16 Tensor Core peaks, TFLOP/s, by JAX's device_kind: the vendor's
 # datasheets (NVIDIA H100 Tensor Core GPU datasheet: H100 SXM 989.4 (1,979 with sparsity), H100
@@ -259,7 +263,9 @@ def main(argv) -> None:
     peak, peak_source = peak_tflops(device.device_kind, FLAGS.peak_tflops)
     batch_sizes = [int(b) for b in FLAGS.batch_sizes] or [FLAGS.batch_size]
     host = machine.cpu_line()
-    print(f"{jax.device_count()} x {device.device_kind} ({device.platform}; host CPU {host}), "
+    malloc = "mimalloc" if allocator.in_use() else "system"
+    print(f"{jax.device_count()} x {device.device_kind} ({device.platform}; host CPU {host}, "
+          f"malloc: {malloc}), "
           f"batch {','.join(map(str, batch_sizes))}, {FLAGS.image_size} px, {FLAGS.compute_dtype}, "
           f"median of {FLAGS.iterations}, stride-2 layers: "
           f"{models.resolve_conv_impl(FLAGS.conv_impl or FLAGS.config.conv_impl)}; dense bf16 "
@@ -288,10 +294,12 @@ def main(argv) -> None:
             if FLAGS.json:  # after each structure: a run stopped part-way keeps its figures
                 with open(FLAGS.json, "w") as f:
                     json.dump({"device": str(device.device_kind), "host_cpu": host,
-                               "devices": jax.device_count(),
+                               "malloc": malloc, "devices": jax.device_count(),
                                "platform": device.platform, "peak_tflops": peak,
                                "peak_source": peak_source, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
+    console.choose_platform()  # as main.py: JAX_PLATFORMS=cpu on a machine with no GPU...
+    allocator.use_mimalloc()  # ...so that a CPU run gets main.py's allocator
     app.run(main)

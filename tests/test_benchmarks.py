@@ -337,3 +337,46 @@ def test_the_machine_line_names_the_cpus_family_and_its_widest_vector_extension(
     assert machine.cpu_line({**arm, "cpu": "Neoverse"}) == "Neoverse (asimd)"
     info = machine.describe()  # this machine's, whatever it is
     assert info["cpu"] and info["cpu_count"] >= 1 and "jax" in info
+
+
+def test_the_cpu_side_by_side_sets_each_of_ours_against_each_reference(capsys, tmp_path):
+    from benchmarks import side_by_side
+
+    def run(times, malloc="mimalloc"):
+        return {"iteration_s": sorted(times)[len(times) // 2], "iteration_times_s": times,
+                "threads": 2, "device": "cpu", "device_name": "AMD EPYC", "malloc": malloc}
+
+    runs = {"torch": [run([12.0, 12.0]), run([14.0, 14.0])],
+            "torch+mimalloc": [run([10.0, 10.0]), run([11.0, 11.0])],
+            "e2d2": [run([10.0, 10.0]), run([14.0, 14.0])],
+            "e2d2+system": [run([12.0, 12.0], "system"), run([16.0, 16.0], "system")]}
+    args = side_by_side._parse_args(["--rounds", "2", "--structures", "e2d2",
+                                     "--torch_malloc", "system,mimalloc",
+                                     "--ours_malloc", "mimalloc,system"])
+    info = {"cpu_count": 2, "cpus_usable": 2, "memory_gib": 23.5, "jax": "0.10.2",
+            "torch": "2.13.0", "python": "3.11.7", "cpu": "AMD EPYC", "vector": "avx2"}
+    summary = side_by_side._summarize(args, runs, info, tmp_path)
+    ratios = summary["ratios"]
+    assert set(ratios) == {"torch", "torch+mimalloc"}
+    assert ratios["torch"]["e2d2"]["by_round"] == pytest.approx([1.2, 1.0])
+    assert ratios["torch"]["e2d2+system"]["overall"] == pytest.approx(13.0 / 14.0)
+    assert ratios["torch+mimalloc"]["e2d2"]["overall"] == pytest.approx(10.5 / 12.0)
+    side_by_side._print_summary(args, summary)
+    out = capsys.readouterr().out
+    assert "malloc: mimalloc" in out and "| ours E2D2 (glibc malloc) | 12.00 | 16.00 |" in out
+    assert "| E2D2 (glibc malloc) | 0.93x | 1.00x, 0.88x |" in out
+
+
+def test_the_side_by_side_runs_ours_on_each_allocator_asked_for_and_refuses_others():
+    from benchmarks import side_by_side
+
+    ours = side_by_side.ours_environments({"PATH": "/bin"}, ["e2d2", "e1d1"],
+                                          ["mimalloc", "system"])
+    assert list(ours) == ["e2d2", "e1d1", "e2d2+system", "e1d1+system"]
+    assert ours["e1d1+system"] == ("e1d1", {"PATH": "/bin", "MSAGAN_ALLOCATOR": "system"})
+    assert ours["e2d2"][1]["MSAGAN_ALLOCATOR"] == "mimalloc"
+    with pytest.raises(SystemExit, match="--ours_malloc: 'jemalloc'"):
+        side_by_side.ours_environments({}, ["e2d2"], ["jemalloc"])
+    with pytest.raises(SystemExit, match="--torch_malloc: 'jemalloc'"):
+        side_by_side.torch_environments({}, ["jemalloc"])
+    assert side_by_side.torch_environments({"A": "1"}, ["system"]) == {"torch": {"A": "1"}}
