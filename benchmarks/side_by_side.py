@@ -88,12 +88,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def torch_environments(env: dict[str, str], mallocs: list[str]) -> dict[str, dict[str, str]]:
     """The reference's runs by name ("torch", "torch+mimalloc"), each with its environment."""
-    runs = {}
+    runs, lib = {}, allocator.library()
     for malloc in mallocs:
         if malloc == "system":
             runs["torch"] = env
-        elif malloc == "mimalloc" and allocator.library() is not None:
-            runs["torch+mimalloc"] = allocator.mimalloc_environment(env, allocator.library())
+        elif malloc == "mimalloc" and lib is not None:
+            runs["torch+mimalloc"] = allocator.mimalloc_environment(env, lib)
         else:
             sys.exit(f"--torch_malloc: {malloc!r} is not system or mimalloc (the latter needs "
                      "the cmeel-mimalloc wheel, on Linux)")
