@@ -30,6 +30,13 @@ and everywhere else.
     python -m benchmarks.truth_ceiling --run runs/quickstart --by Wearing_Lipstick
 
 splits each editor's gap closed by an attribute of the input face (with it / without it).
+
+    python -m benchmarks.truth_ceiling --run runs/quickstart --openness
+
+fits how far each opened mouth opens: the face redrawn open at each of a grid of `opening`
+draws (its other draws its own), the nearest redraw in L1 inside the widest opened mouth's
+region is the fit, for the truth and the editor alike. The truth's own fit is the reference:
+a draw the chin caps fits to the cap, so its mean lies below the draws' 0.5.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ ATTRIBUTE = "Mouth_Slightly_Open"
 UNKNOWN = ("opening", "teeth_height", "teeth_width")  # what a closed mouth does not show
 GRID = (1 / 6, 1 / 2, 5 / 6)  # the middles of three equal bins of [0, 1)
 PARTS = ("mouth", "u_lip", "l_lip")  # the guide mask's parts; `mouth` is cavity and teeth
+OPENINGS = tuple(np.linspace(0.0, 0.999, 9).tolist())  # the grid an opened mouth is fitted on
 
 
 def stored(face_image: np.ndarray, resolution: int, folder: str) -> np.ndarray:
@@ -77,7 +85,53 @@ def editors(k: int, resolution: int, seed: int, folder: str) -> dict[str, np.nda
             "median draws": draw(dict.fromkeys(UNKNOWN, 0.5)),
             "pixel median": np.median(np.stack(grid), axis=0).round().astype(np.uint8),
             "random draws": draw(dict(zip(UNKNOWN, np.random.default_rng([seed, k, 1]).random(3)))),
-            "opening": not face.attributes[ATTRIBUTE], "attributes": face.attributes}
+            "opening": not face.attributes[ATTRIBUTE], "attributes": face.attributes,
+            "index": k}
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """mask grown by r pixels (a square neighbourhood)."""
+    h, w = mask.shape
+    padded, out = np.pad(mask, r), np.zeros_like(mask)
+    for dy, dx in itertools.product(range(2 * r + 1), repeat=2):
+        out |= padded[dy:dy + h, dx:dx + w]
+    return out
+
+
+def opening_grid(k: int, resolution: int, seed: int,
+                 folder: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Face k with its mouth open at each of OPENINGS (its other draws its own), as stored, and
+    the region an opening changes: the widest opened mouth's parts, 2 pixels wider."""
+    size = 4 * resolution
+    flip = {ATTRIBUTE: True}
+    faces = [synthetic.draw_face(k, size, seed, overrides=flip, draws={"opening": g})
+             for g in OPENINGS]
+    region = np.zeros((resolution, resolution), bool)
+    for part in PARTS:
+        if part in faces[-1].parts:
+            region |= faces[-1].parts[part][::2, ::2]
+    return [stored(f.image, resolution, folder) for f in faces], _dilate(region, 2)
+
+
+def fitted_opening(image: np.ndarray, grid: list[np.ndarray], region: np.ndarray) -> float:
+    """The draw in OPENINGS whose redraw (from opening_grid) is nearest `image` in L1 inside
+    `region`; of equal redraws (a capped opening), the narrowest."""
+    errors = [np.abs(image.astype(np.float64) - g)[region].mean() for g in grid]
+    return OPENINGS[int(np.argmin(errors))]
+
+
+def print_openings(rows: list[dict], names: tuple[str, ...], resolution: int, seed: int) -> None:
+    """How wide each of `names` opens the mouths it opens: the mean fitted draw and the share
+    fitted to the narrowest."""
+    opened = [r for r in rows if r["opening"]]
+    with tempfile.TemporaryDirectory() as folder:
+        grids = [opening_grid(r["index"], resolution, seed, folder) for r in opened]
+    print(f"\nhow wide the {len(opened)} opened mouths open (the `opening` draw fitted on "
+          f"{len(OPENINGS)} redraws):\n| images | mean fitted opening | fitted to the narrowest |"
+          "\n| --- | --- | --- |")
+    for name in names:
+        fits = np.array([fitted_opening(r[name], *g) for r, g in zip(opened, grids)])
+        print(f"| {name} | {fits.mean():.3f} | {np.mean(fits == OPENINGS[0]):.1%} |")
 
 
 def add_edits(rows: list[dict], run: str, name: str = "editor") -> None:
@@ -157,7 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", help="a trained run's workdir: score its editor too")
     parser.add_argument("--by", choices=synthetic.MODELED_ATTRIBUTES, metavar="ATTRIBUTE",
                         help="also split the gap closed by this attribute of the input face")
+    parser.add_argument("--openness", action="store_true",
+                        help="with --run: fit how wide the editor and the truth open each mouth")
     args = parser.parse_args(argv)
+    if args.openness and not args.run:
+        parser.error("--openness needs --run")
     config = builder.synthetic_config(args.resolution)
     files = synthetic.celeba_files(config.num_faces, config.seed)
     test = [k for k in range(config.num_faces)
@@ -174,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     print_tables(rows, names, names[0] if args.run else None)
     if args.by:
         print_split(rows, names, args.by)
+    if args.openness:
+        print_openings(rows, ("truth", names[0]), args.resolution, config.seed)
 
 
 if __name__ == "__main__":

@@ -269,6 +269,29 @@ def test_the_split_by_an_attribute_scores_the_faces_with_it_and_those_without_ap
     assert set(without[1:]) <= {"0.0%", "-"} and "0.0%" in without
 
 
+def test_a_mouth_opened_on_the_grid_fits_back_to_its_own_opening_and_a_closed_one_to_the_narrowest(
+        tmp_path, capsys):
+    import numpy as np
+
+    from benchmarks import truth_ceiling
+
+    rows = [truth_ceiling.editors(k, 32, 0, str(tmp_path)) for k in (2, 12, 22, 32, 42, 52)]
+    opened = [r for r in rows if r["opening"]]
+    grid, region = truth_ceiling.opening_grid(opened[0]["index"], 32, 0, str(tmp_path))
+    assert not np.array_equal(grid[0], grid[-1]) and 0 < region.sum() < region.size / 4
+    for draw, image in zip(truth_ceiling.OPENINGS, grid):
+        fit = truth_ceiling.fitted_opening(image, grid, region)
+        # Itself, or a narrower draw that the chin caps to the same picture.
+        assert fit <= draw
+        assert np.array_equal(grid[truth_ceiling.OPENINGS.index(fit)], image)
+    assert truth_ceiling.fitted_opening(opened[0]["input"], grid, region) == 0.0
+    for r in rows:  # an editor that leaves every mouth closed
+        r["shut"] = r["input"]
+    truth_ceiling.print_openings(rows, ("shut",), 32, 0)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| shut"))
+    assert [c.strip() for c in line.split("|")[2:-1]] == ["0.000", "100.0%"]
+
+
 def test_step_pieces_times_gs_layers_and_each_step_alone_and_names_an_unknown_piece():
     import argparse
 
