@@ -44,6 +44,9 @@ flags.DEFINE_string("output", None, "edit: the edited image's path (a folder for
                     "its mask goes beside it as <name>_mask.png.")
 flags.DEFINE_float("value", None, "edit: the attribute value to edit to (0 or 1); unset flips "
                    "what the judge sees in each photo.")
+flags.DEFINE_list("edit_condition", None, "evaluate/edit: the c G is given to edit toward 0 "
+                  "and toward 1, e.g. 0,1.5 (default: the run config's edit_condition_to_0 "
+                  "and _to_1; the paper's 0,1).")
 flags.DEFINE_bool("overwrite", False, "edit: replace existing output files (never an input).")
 flags.DEFINE_bool("allow_config_change", False, "train: resume a workdir even though the config "
                   "changes the experiment it holds (the change is recorded in "
@@ -69,6 +72,8 @@ def _edit() -> int:
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--mode=edit needs --input and --output")
     ed = editor.load_editor(FLAGS.workdir, FLAGS.step, FLAGS.judge)
+    if FLAGS.edit_condition is not None:
+        ed = ed.with_condition(*_edit_condition())
     written, failed = photos.edit_files(ed, FLAGS.input, FLAGS.output, FLAGS.value,
                                         overwrite=FLAGS.overwrite)
     for path in written:
@@ -77,6 +82,18 @@ def _edit() -> int:
         print(f"error: {len(failed)} file(s) not edited:\n  " + "\n  ".join(failed))
         return 1
     return 0
+
+
+def _edit_condition() -> tuple[float, float]:
+    """--edit_condition as two numbers; errors.InputError naming it otherwise."""
+    from msagan_jax import errors
+
+    try:
+        to_0, to_1 = (float(v) for v in FLAGS.edit_condition)
+    except ValueError:
+        raise errors.InputError(f"--edit_condition={','.join(FLAGS.edit_condition)}: give two "
+                                f"numbers, the c toward 0 and toward 1 (e.g. 0,1.5)") from None
+    return to_0, to_1
 
 
 def _config():
@@ -108,8 +125,9 @@ def _dispatch() -> int:
                                   FLAGS.mask_losses or sweep.MASK_LOSSES, FLAGS.report_only)
         return 0 if results is not None else STOPPED
     if FLAGS.mode == "evaluate":
-        print(evaluate.markdown_table(evaluate.evaluate_run(FLAGS.workdir, FLAGS.judge,
-                                                            step=FLAGS.step)))
+        condition = None if FLAGS.edit_condition is None else _edit_condition()
+        print(evaluate.markdown_table(evaluate.evaluate_run(
+            FLAGS.workdir, FLAGS.judge, step=FLAGS.step, condition=condition)))
         return 0
     return _edit()
 

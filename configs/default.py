@@ -125,3 +125,9 @@ def _logging_and_evaluation(config: ml_collections.ConfigDict) -> None:
     config.evaluate = True  # evaluate on eval_split when training ends (trains the judge first)
     config.eval_split = "test"  # the split the final metrics read, every example of it
     config.eval_batch_size = 64  # global batch of evaluation (and of the judge's accuracy)
+    # The condition c that G is given to edit toward 0 and toward 1 in evaluation, samples and
+    # editing (training always gives 0 and 1). Not the paper's beyond 0 and 1: a c past the
+    # trained values strengthens the edit (AttGAN's test_int); choose it on validation faces
+    # (`python -m benchmarks.edit_condition`).
+    config.edit_condition_to_0 = 0.0
+    config.edit_condition_to_1 = 1.0

@@ -12,6 +12,7 @@ before the judge's fields were nested (`model`, `classifier_*`, `judge_workdir`)
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 from typing import Any
@@ -120,6 +121,7 @@ _NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "gp_weight",
                  "mask_dual_weight", "mask_edit_weight", "judge.weight_decay",
                  "collapse_threshold", "cpu_devices")
 _FRACTIONS = ("adam_b1", "adam_b2", "ema_decay")  # in [0, 1)
+_CONDITIONS = ("edit_condition_to_0", "edit_condition_to_1")  # finite, toward 1 the larger
 
 
 def _check_values(flat: dict[str, Any]) -> None:
@@ -127,10 +129,11 @@ def _check_values(flat: dict[str, Any]) -> None:
         if flat[name] not in choices:
             raise errors.ConfigError(f"unknown {name} {flat[name]!r}; choose one of "
                                      f"{', '.join(map(str, choices))}")
-    for name in _POSITIVE + _NOT_NEGATIVE + _FRACTIONS:
+    for name in _POSITIVE + _NOT_NEGATIVE + _FRACTIONS + _CONDITIONS:
         value = flat[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise errors.ConfigError(f"{name}={value!r} must be a number")
+    check_edit_condition(*(flat[name] for name in _CONDITIONS))
     for name in _POSITIVE:
         if not flat[name] > 0:
             raise errors.ConfigError(f"{name}={flat[name]} must be positive")
@@ -144,6 +147,14 @@ def _check_values(flat: dict[str, Any]) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < -1:
         raise errors.ConfigError(f"input_workers={workers!r} must be a whole number, 0 or more, "
                                  "or -1 (chosen by platform)")
+
+
+def check_edit_condition(to_0: float, to_1: float) -> None:
+    """errors.ConfigError unless the conditions toward 0 and 1 are finite, toward 1 the larger
+    (an edit that would not move, or move backwards, is a typo)."""
+    if not all(math.isfinite(v) for v in (to_0, to_1)) or not to_1 > to_0:
+        raise errors.ConfigError(f"edit_condition_to_0={to_0!r}, edit_condition_to_1={to_1!r}: "
+                                 f"finite numbers, the second the larger (the paper's: 0, 1)")
 
 
 # Every global batch of a run: each must split evenly over the devices.

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from msagan_jax import checkpoint, errors, judge_lib, models, parallel, photos
+from msagan_jax import checkpoint, config_lib, errors, judge_lib, models, parallel, photos
 from msagan_jax import visualize
 
 # --- The editor --------------------------------------------------------------------------
@@ -82,8 +82,22 @@ class Editor:
                                                       part.dtype)])
             yield start, n, part
 
+    def condition(self, values: np.ndarray) -> np.ndarray:
+        """The c G is given to edit to attribute `values` (models.edit_condition)."""
+        return np.asarray(models.edit_condition(self.config, np.asarray(values, np.float32)),
+                          np.float32)
+
+    def with_condition(self, to_0: float, to_1: float) -> Editor:
+        """This editor, giving G `to_0` and `to_1` to edit toward 0 and 1 (the run's config:
+        edit_condition_to_0 and _to_1); errors.ConfigError unless finite, `to_1` the larger."""
+        config_lib.check_edit_condition(to_0, to_1)
+        config = ml_collections.ConfigDict(self.config.to_dict())
+        config.edit_condition_to_0, config.edit_condition_to_1 = float(to_0), float(to_1)
+        return dataclasses.replace(self, config=config)
+
     def generate(self, x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The raw model: [-1, 1] images (N, S, S, 3) and targets (N,) -> (G(I, c), I_a, b)."""
+        """The raw model: [-1, 1] images (N, S, S, 3) and conditions c (N,) -> (G(I, c), I_a,
+        b). `edit` gives G `condition(values)`."""
         outs = []
         for start, n, part in self._chunks(np.asarray(x, np.float32)):
             cs = np.zeros(len(part), np.float32)
@@ -112,7 +126,7 @@ class Editor:
         x = faces.astype(np.float32) / 127.5 - 1.0
         if values is None:
             values = 1.0 - (self.attribute_logits(x) > 0).astype(np.float32)
-        outputs, attribute_images, masks = self.generate(x, values)
+        outputs, attribute_images, masks = self.generate(x, self.condition(values))
         return EditResult(images=visualize.to_uint8(outputs), masks=masks[..., 0],
                           attribute_images=visualize.to_uint8(attribute_images), inputs=faces,
                           values=values)

@@ -100,6 +100,8 @@ RUN_FIELDS = {
     "seconds_per_epoch": Metric("seconds per epoch (training)", "{:.1f}", "s per epoch",
                                 "timing.json (paper Fig. 8)"),
     "examples": Metric("faces", "{}", "faces", "faces evaluated"),
+    "edit_condition": Metric("c given to edit toward 0 / 1", "{0[0]:g} / {0[1]:g}", "c",
+                             "config edit_condition_to_0 / _to_1 (the paper's: 0 / 1)"),
 }
 _TRUTH_SUMS = ("truth_n", "gap_l1", "err_l1", "err_sq", "region", "region_l1", "region_sq",
                "truth_ssim")
@@ -129,17 +131,20 @@ def truth_sums(image: jax.Array, edited: jax.Array, truth: jax.Array,
             for d in "01" for k, v in values.items()}
 
 
-def make_metric_sums(generator: models.Generator, judge: judge_lib.Classifier,
+def make_metric_sums(config: ml_collections.ConfigDict, judge: judge_lib.Classifier,
                      has_mask: bool, has_truth: bool = False):
     """A jitted (g_params, judge_variables, batch) -> sums of the metrics' numerators and
-    denominators over the batch's real (weight 1) examples."""
+    denominators over the batch's real (weight 1) examples, for the generator of `config`
+    (editing with its models.edit_condition)."""
+    generator, _ = models.create_models(config)
     judge_apply = judge.apply_fn()
 
     @jax.jit
     def sums(g_params, judge_variables, batch):
         image, label, w = batch["image"], batch["label"], batch["weight"]
         target = 1.0 - label
-        outputs, _, masks = generator.apply(g_params, image, jnp.stack([target, label]))
+        c = models.edit_condition(config, target)
+        outputs, _, masks = generator.apply(g_params, image, jnp.stack([c, label]))
         edited, identity, b = outputs[0], outputs[1], masks[0]
         judged = judge_apply(judge_variables, edited) > 0
         correct = (judged == (target > 0.5)).astype(jnp.float32)
@@ -227,10 +232,9 @@ class Evaluator:
         self.has_mask = self.task.mask_name is not None
         self.batch_size = batch_size or config.eval_batch_size
         self.mesh = parallel.create_mesh()
-        generator, _ = models.create_models(config)
         source = input_pipeline.data_source(self.task, split, counterparts=True)
         self.has_truth = source.has_counterparts
-        self._sums = make_metric_sums(generator, judge, self.has_mask, self.has_truth)
+        self._sums = make_metric_sums(config, judge, self.has_mask, self.has_truth)
         if num_examples is not None:
             source = input_pipeline.head(source, num_examples)
         self.source = source
@@ -338,10 +342,11 @@ def _sample_faces(ed: editor_lib.Editor, split: str, n: int) -> np.ndarray:
 
 
 def sample_sheet(ed: editor_lib.Editor, faces: np.ndarray) -> np.ndarray:
-    """A Figs 3-5 grid of `faces` ([-1, 1]): input, G(I, c), b and I_a for c = 0 and 1."""
+    """A Figs 3-5 grid of `faces` ([-1, 1]): input, G(I, c), b and I_a edited to 0 and 1."""
     n = len(faces)
-    c = np.concatenate([np.zeros(n, np.float32), np.ones(n, np.float32)])
-    outputs, attribute_images, masks = ed.generate(np.concatenate([faces, faces]), c)
+    targets = np.concatenate([np.zeros(n, np.float32), np.ones(n, np.float32)])
+    outputs, attribute_images, masks = ed.generate(np.concatenate([faces, faces]),
+                                                    ed.condition(targets))
     split = lambda x: x.reshape((2, n) + x.shape[1:])  # noqa: E731
     return visualize.sample_grid(faces, split(outputs), split(masks), split(attribute_images))
 
@@ -368,17 +373,21 @@ def truth_sheet(ed: editor_lib.Editor, split: str, n: int = 4) -> np.ndarray | N
         faces = [input_pipeline.Scale().map(e) for e in picked[label][:n]]
         inputs = np.stack([f["image"] for f in faces])
         truths = np.stack([f["counterpart"] for f in faces])
-        edits = ed.generate(inputs, np.full(n, 1 - label, np.float32))[0]
+        edits = ed.generate(inputs, ed.condition(np.full(n, 1 - label, np.float32)))[0]
         sides.append((inputs, edits, truths))
     return visualize.truth_grid(*sides)
 
 
 def evaluate_run(workdir: os.PathLike, judge: judge_lib.Classifier | os.PathLike | None = None,
-                 *, step: int | None = None, split: str | None = None) -> dict[str, Any]:
+                 *, step: int | None = None, split: str | None = None,
+                 condition: tuple[float, float] | None = None) -> dict[str, Any]:
     """Evaluates the editor in `workdir` with `judge` (default: the one its config names) and
-    writes <workdir>/eval/metrics.json, metrics.md and samples.png, and TensorBoard scalars."""
+    writes <workdir>/eval/metrics.json, metrics.md and samples.png, and TensorBoard scalars.
+    `condition`: the c toward 0 and toward 1 (default: the run's edit_condition_to_0, _to_1)."""
     workdir = pathlib.Path(workdir)
     ed = editor_lib.load_editor(workdir, step=step, judge=judge)
+    if condition is not None:
+        ed = ed.with_condition(*condition)
     cfg = ed.config
     if ed.judge is None:
         where = judge_lib.judge_dir(cfg, workdir)
@@ -387,6 +396,7 @@ def evaluate_run(workdir: os.PathLike, judge: judge_lib.Classifier | os.PathLike
     metrics = evaluate(ed, split=split)
     judge_results = judge_lib.read_results(ed.judge.workdir) or {}
     metrics.update(structure=cfg.structure, mask_loss=cfg.mask_loss, seed=cfg.seed,
+                   edit_condition=[cfg.edit_condition_to_0, cfg.edit_condition_to_1],
                    attribute=cfg.attribute, dataset=cfg.dataset,
                    judge=os.fspath(ed.judge.workdir),
                    judge_test_accuracy=judge_results.get("test_accuracy"))

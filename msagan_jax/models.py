@@ -63,6 +63,14 @@ def tile_condition(image: jax.Array, c: jax.Array) -> jax.Array:
     return jnp.concatenate([image, plane], axis=-1)
 
 
+def edit_condition(config: Any, target: Any) -> Any:
+    """The c that G is given at inference to edit toward `target` (0 or 1, or between; numpy
+    or jax): config.edit_condition_to_0 and _to_1 at the ends, linear between. Training always
+    gives 0 and 1; a c past them strengthens the edit (AttGAN's test_int; not the paper's)."""
+    to_0, to_1 = config.edit_condition_to_0, config.edit_condition_to_1
+    return to_0 + target * (to_1 - to_0)
+
+
 def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
     """image (N, H, W, C) sampled bilinearly at each pixel's position plus flow (N, H, W, 2:
     rows, columns, in pixels); positions past the border take the nearest edge pixel."""

@@ -33,7 +33,8 @@ HISTORY_FILE = "config_history.jsonl"
 RESULT_FREE = ("data_dir", "input_workers", "log_every", "sample_every", "num_samples",
                "checkpoint_every", "keep_checkpoints", "collapse_threshold",
                "collapse_patience", "eval_every", "eval_examples", "evaluate", "eval_split",
-               "eval_batch_size", "judge.workdir", "conv_impl", "cpu_devices")
+               "eval_batch_size", "judge.workdir", "conv_impl", "cpu_devices",
+               "edit_condition_to_0", "edit_condition_to_1")
 # What a judge's training reads; the rest of its config (the editor's fields) does not matter.
 JUDGE_FIELDS = ("dataset", "image_size", "attribute", "seed", "judge.depth", "judge.width",
                 "judge.epochs", "judge.batch_size", "judge.learning_rate",

@@ -287,14 +287,15 @@ def abstract_state(config: ml_collections.ConfigDict, num_steps: int, mesh: Mesh
 
 def make_sample_fn(config: ml_collections.ConfigDict) -> Callable:
     """jitted (g_params, images) -> (outputs, masks, attribute_images), each stacked over the
-    target values c = 0, 1 on a leading axis."""
+    targets 0, 1 on a leading axis (G given models.edit_condition of each)."""
     generator, _ = models.create_models(config)
 
     @jax.jit
     def sample(g_params, images):
         n = images.shape[0]
+        targets = jnp.stack([jnp.zeros(n), jnp.ones(n)])
         outputs, attribute_images, masks = generator.apply(
-            g_params, images, jnp.stack([jnp.zeros(n), jnp.ones(n)]))
+            g_params, images, models.edit_condition(config, targets))
         return outputs, masks, attribute_images
 
     return sample

@@ -403,3 +403,25 @@ def test_the_side_by_side_runs_ours_on_each_allocator_asked_for_and_refuses_othe
     with pytest.raises(SystemExit, match="--torch_malloc: 'jemalloc'"):
         side_by_side.torch_environments({}, ["jemalloc"])
     assert side_by_side.torch_environments({"A": "1"}, ["system"]) == {"torch": {"A": "1"}}
+
+
+def test_the_condition_table_scores_each_c_as_the_evaluation_does_and_means_over_runs(
+        trained_run):
+    from benchmarks import edit_condition
+    from msagan_jax import editor, evaluate
+
+    run = str(trained_run)
+    lines = edit_condition.table([run, run], [0.0], [1.0, 2.0], "test")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert [(r[0], r[2]) for r in rows] == [(run, "1"), (run, "1"), ("mean", "1"),
+                                           (run, "2"), (run, "2"), ("mean", "2")]
+    ed = editor.load_editor(trained_run)
+    paper = evaluate.evaluate(ed, split="test")
+    assert rows[0][3:5] == [f"{100 * paper[k]:.1f}%" for k in ("gap_closed_to_1",
+                                                                 "gap_closed_to_0")]
+    assert rows[2] == ["mean"] + rows[0][1:]  # one run twice: the mean is that run
+    assert rows[3][4] == rows[0][4]  # the faces closed read only the c toward 0
+    # A split without true counterparts (the real faces', here the train split) has no gaps.
+    train = edit_condition.table([run], [0.0], [1.0], "train")[2].split("|")[1:-1]
+    assert [c.strip() for c in train[3:5]] == ["n/a", "n/a"]
+    assert train[5].strip().endswith("%") and train[7].strip().startswith("0.")

@@ -33,6 +33,9 @@ from msagan_jax import config_lib, errors
     ("eval_every", -5, "eval_every=-5 must not be negative"),
     ("input_workers", -2, "input_workers=-2 must be a whole number, 0 or more, or -1"),
     ("image_size", 36, "image_size=36 must divide by 2**d_num_layers"),
+    ("edit_condition_to_1", 0.0, "edit_condition_to_0=0.0, edit_condition_to_1=0.0: finite"),
+    ("edit_condition_to_0", float("inf"), "edit_condition_to_0=inf, edit_condition_to_1=1.0"),
+    ("edit_condition_to_1", float("nan"), "edit_condition_to_1=nan must be a number"),
 ])
 def test_a_bad_config_value_is_refused_naming_the_field(field, value, message):
     config = tiny_config(".", **{field.replace(".", "__"): value})

@@ -16,7 +16,7 @@ from PIL import Image
 from test_photos import _bomb_png
 
 import msagan_jax
-from msagan_jax import errors, photos
+from msagan_jax import errors, photos, visualize
 from tfds_celebamask import synthetic
 
 
@@ -68,6 +68,25 @@ def test_load_editor_and_edit_in_two_lines(trained_run):
     x, a = out.inputs / 127.5 - 1, out.attribute_images / 127.5 - 1
     b = out.masks[..., None]
     assert np.abs((a * b + x * (1 - b) + 1) * 127.5 - out.images).max() <= 1.5
+
+
+def test_an_edit_gives_g_the_target_itself_or_the_condition_chosen_for_its_direction(
+        trained_run):
+    ed = msagan_jax.load_editor(trained_run)
+    faces = [_face(0, 64), _face(1, 64)]
+    x = np.stack(faces).astype(np.float32) / 127.5 - 1
+    raw = lambda c: ed.generate(x, np.asarray(c, np.float32))[0]  # noqa: E731
+    # The paper's: G is given the target value, 0 or 1.
+    np.testing.assert_array_equal(ed.edit(faces, value=[1, 0]).images,
+                                  visualize.to_uint8(raw([1.0, 0.0])))
+    stronger = ed.with_condition(0.0, 1.5)
+    out = stronger.edit(faces, value=[1, 0])
+    assert list(out.values) == [1, 0]  # what was asked for, not the c G was given
+    np.testing.assert_array_equal(out.images, visualize.to_uint8(raw([1.5, 0.0])))
+    assert (out.images[0] != visualize.to_uint8(raw([1.0, 0.0]))[0]).any()  # another edit
+    assert ed.config.edit_condition_to_1 == 1.0  # the run's editor is left as it was
+    with pytest.raises(errors.ConfigError, match="edit_condition_to_1=0.0"):
+        ed.with_condition(0.0, 0.0)
 
 
 def test_value_none_flips_what_the_judge_sees(trained_run):
@@ -194,6 +213,10 @@ def test_the_edit_command_refuses_with_one_line_before_editing(trained_run, tmp_
             ((f"--output={tmp_path / 'somefile.png' / 'out.png'}",),
              "somefile.png is not a folder"),
             ((f"--output={tmp_path / 'new.png'}", "--value=nan"), "error: value=nan"),
+            ((f"--output={tmp_path / 'new.png'}", "--edit_condition=0,x"),
+             "error: --edit_condition=0,x: give two numbers"),
+            ((f"--output={tmp_path / 'new.png'}", "--edit_condition=1,0"),
+             "error: edit_condition_to_0=1.0, edit_condition_to_1=0.0"),
             ((f"--output={tmp_path / 'somefile.png'}",), "somefile.png already exists")):
         result = _edit_cli(f"--workdir={trained_run}", f"--input={photo}", *flags)
         assert result.returncode == 1, (flags, result.stdout, result.stderr[-2000:])

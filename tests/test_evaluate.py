@@ -49,6 +49,16 @@ def test_an_editor_that_does_nothing_closes_none_of_the_gap_to_the_truth(trained
         assert np.isfinite(m[f"truth_psnr_to_{d}"]) and m[f"truth_ssim_to_{d}"] < 1
 
 
+def test_a_condition_past_1_changes_only_the_faces_edited_toward_1(trained_run):
+    ed = editor.load_editor(trained_run)
+    paper = evaluate.evaluate(ed, ed.judge, batch_size=8)
+    stronger = evaluate.evaluate(ed.with_condition(0.0, 3.0), ed.judge, batch_size=8)
+    for name in ("gap_closed_to_0", "accuracy_to_0", "truth_l1_to_0"):
+        assert stronger[name] == pytest.approx(paper[name], abs=1e-6), name
+    assert abs(stronger["gap_closed_to_1"] - paper["gap_closed_to_1"]) > 1e-5
+    assert stronger["identity_l1"] == pytest.approx(paper["identity_l1"], abs=1e-7)
+
+
 def _truth_metrics(image, edited, truth, target):
     sums = evaluate.truth_sums(*map(jnp.asarray, (image, edited, truth)),
                                jnp.ones(len(image)), jnp.asarray(target, jnp.float32))
@@ -137,6 +147,7 @@ def test_a_run_writes_json_markdown_samples_and_tensorboard_scalars(trained_run)
     assert 0 <= metrics["attribute_editing_accuracy"] <= 1
     table = (trained_run / "eval" / "metrics.md").read_text()
     assert "| attribute-editing accuracy |" in table and "| SSIM(input, output) |" in table
+    assert "| c given to edit toward 0 / 1 |" in table
     assert (trained_run / "eval" / "samples.png").is_file()
     # The synthetic test split knows the true edit: input | edit | truth, each way.
     assert metrics["gap_closed_to_0"] <= 1 and metrics["gap_closed_to_1"] <= 1

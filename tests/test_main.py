@@ -70,11 +70,12 @@ def test_main_needs_a_workdir():
 
 def test_main_evaluates_a_trained_run_and_prints_the_table(trained_run):
     result = subprocess.run([sys.executable, "main.py", "--mode=evaluate",
-                             f"--workdir={trained_run}"], cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
+                             f"--workdir={trained_run}", "--edit_condition=0,1.5"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| attribute-editing accuracy |" in result.stdout
     assert "| faces | 10 |" in result.stdout
+    assert "| c given to edit toward 0 / 1 | 0 / 1.5 |" in result.stdout
 
 
 def test_main_trains_a_judge_from_the_classifier_config(synthetic_data_dir, tmp_path):

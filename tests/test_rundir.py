@@ -54,7 +54,7 @@ def test_an_allowed_config_change_goes_on_and_is_recorded_in_the_history(tmp_pat
 def test_fields_that_do_not_change_the_result_may_change_and_a_longer_run_too(tmp_path):
     _saved(tmp_path)
     harmless = tiny_config(".", log_every=7, eval_every=0, eval_batch_size=4, num_train_steps=9,
-                           judge__epochs=3, checkpoint_every=5)
+                           judge__epochs=3, checkpoint_every=5, edit_condition_to_1=1.5)
     with rundir.claim(tmp_path, harmless):
         pass
     assert not (tmp_path / rundir.HISTORY_FILE).exists()
