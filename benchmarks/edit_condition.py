@@ -29,8 +29,7 @@ COLUMNS = ("gap_closed_to_1", "gap_closed_to_0", "accuracy_to_1", "accuracy_to_0
 def scores(ed: editor_lib.Editor, to_0: float, to_1: float, split: str) -> dict[str, float]:
     """COLUMNS of `ed` over `split`, G given `to_0` and `to_1`; NaN for the gaps closed where
     the split has no true counterparts (all but the synthetic faces' validation and test)."""
-    conditioned = ed.with_condition(to_0, to_1)
-    metrics = dict(evaluate.Evaluator(conditioned.config, ed.judge, split=split).run(ed.g_params))
+    metrics = evaluate.evaluate(ed.with_condition(to_0, to_1), split=split)
     return {name: float(metrics.get(name, np.nan)) for name in COLUMNS}
 
 
