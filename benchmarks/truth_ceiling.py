@@ -31,6 +31,12 @@ and everywhere else.
 
 splits each editor's gap closed by an attribute of the input face (with it / without it).
 
+    python -m benchmarks.truth_ceiling --run runs/quickstart --mask
+
+splits the editor's error by its mask b inside the region where input and truth differ (the
+evaluation's region): where b > 0.5 the error is I_a's drawing; where b <= 0.5 the input shows
+through, and a mask too small for the edit would leave its error there.
+
     python -m benchmarks.truth_ceiling --run runs/quickstart --openness
 
 fits how far each opened mouth opens: the face redrawn open at each of a grid of `opening`
@@ -135,16 +141,17 @@ def print_openings(rows: list[dict], names: tuple[str, ...], resolution: int, se
 
 
 def add_edits(rows: list[dict], run: str, name: str = "editor") -> None:
-    """Adds rows[i][name]: the run's editor's edit of each input to the opposite mouth."""
+    """Adds rows[i][name]: the run's editor's edit of each input to the opposite mouth, and
+    rows[i][name + " mask"]: its mask b (S, S) in [0, 1]."""
     import msagan_jax  # noqa: PLC0415 (JAX only when an editor is scored)
 
     editor = msagan_jax.load_editor(run)
     for start in range(0, len(rows), 64):
         chunk = rows[start:start + 64]
         edited = editor.edit([r["input"] for r in chunk],
-                             value=[float(r["opening"]) for r in chunk]).images
-        for r, image in zip(chunk, edited):
-            r[name] = np.asarray(image)
+                             value=[float(r["opening"]) for r in chunk])
+        for r, image, mask in zip(chunk, edited.images, edited.masks):
+            r[name], r[f"{name} mask"] = np.asarray(image), np.asarray(mask)
 
 
 def error_by_part(rows: list[dict], name: str, opening: bool) -> dict[str, float]:
@@ -156,6 +163,39 @@ def error_by_part(rows: list[dict], name: str, opening: bool) -> dict[str, float
     labels = np.stack([r["labels"] for r in chosen])
     return {part: (error[labels == i].sum() / error.sum(), gap[labels == i].sum() / gap.sum())
             for i, part in enumerate(("elsewhere",) + PARTS)}
+
+
+MASK_SPLIT = ("region, b > 0.5", "region, b <= 0.5", "outside the region")
+
+
+def error_by_mask(rows: list[dict], name: str, opening: bool) -> dict[str, float]:
+    """Where `name`'s mask lies in the region where input and truth differ (the evaluation's
+    region: a channel apart by more than evaluate.REGION_TOLERANCE), and the share of its L1
+    error to the truth in that region with the mask on (b > 0.5), with it off, and outside."""
+    from msagan_jax import evaluate  # noqa: PLC0415 (JAX only when an editor is scored)
+
+    chosen = [r for r in rows if r["opening"] == opening]
+    x, t, e = (np.stack([r[key] for r in chosen]).astype(np.float64) / 255
+               for key in ("input", "truth", name))
+    b = np.stack([r[f"{name} mask"] for r in chosen])
+    region = np.abs(x - t).max(-1) > evaluate.REGION_TOLERANCE
+    error = np.abs(e - t).mean(-1)
+    parts = (region & (b > 0.5), region & (b <= 0.5), ~region)
+    shares = {k: error[p].sum() / error.sum() for k, p in zip(MASK_SPLIT, parts)}
+    return {"mean b in the region": float(b[region].mean()),
+            "region with b <= 0.5": float(np.mean(b[region] <= 0.5)), **shares}
+
+
+def print_mask_split(rows: list[dict], name: str) -> None:
+    """error_by_mask for both directions, as a table."""
+    heads = ("mean b in the region", "region with b <= 0.5") + MASK_SPLIT
+    print("\nthe editor's mask b in the region where input and truth differ, and where its "
+          "error to the truth lies:\n| direction | " + " | ".join(heads) + " |\n| --- |"
+          + " --- |" * len(heads))
+    for opening in (True, False):
+        split = error_by_mask(rows, name, opening)
+        cells = [f"{split[heads[0]]:.3f}"] + [f"{split[k]:.1%}" for k in heads[1:]]
+        print(f"| {'opening' if opening else 'closing'} | " + " | ".join(cells) + " |")
 
 
 def gap_closed(rows: list[dict], name: str, opening: bool) -> float:
@@ -213,9 +253,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="also split the gap closed by this attribute of the input face")
     parser.add_argument("--openness", action="store_true",
                         help="with --run: fit how wide the editor and the truth open each mouth")
+    parser.add_argument("--mask", action="store_true",
+                        help="with --run: split the editor's error by where its mask lies")
     args = parser.parse_args(argv)
-    if args.openness and not args.run:
-        parser.error("--openness needs --run")
+    for flag in ("openness", "mask"):
+        if getattr(args, flag) and not args.run:
+            parser.error(f"--{flag} needs --run")
     config = builder.synthetic_config(args.resolution)
     files = synthetic.celeba_files(config.num_faces, config.seed)
     test = [k for k in range(config.num_faces)
@@ -232,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     print_tables(rows, names, names[0] if args.run else None)
     if args.by:
         print_split(rows, names, args.by)
+    if args.mask:
+        print_mask_split(rows, names[0])
     if args.openness:
         print_openings(rows, ("truth", names[0]), args.resolution, config.seed)
 

@@ -251,6 +251,31 @@ def test_the_truth_closes_the_whole_gap_and_a_median_or_random_guess_part_of_the
     assert shares["mouth"][0] > 0.3
 
 
+def test_the_mask_split_puts_a_do_nothing_editors_error_where_input_and_truth_differ_on_its_mask(
+        tmp_path, capsys):
+    import numpy as np
+
+    from benchmarks import truth_ceiling
+
+    rows = [truth_ceiling.editors(k, 32, 0, str(tmp_path)) for k in (2, 12, 22, 32, 42, 52)]
+    splits = {}
+    for b in (0.0, 1.0):  # the mask off everywhere, then on everywhere
+        for r in rows:
+            r["nothing"], r["nothing mask"] = r["input"], np.full((32, 32), b, np.float32)
+        splits[b] = truth_ceiling.error_by_mask(rows, "nothing", True)
+        on, off, outside = (splits[b][k] for k in truth_ceiling.MASK_SPLIT)
+        assert on + off + outside == pytest.approx(1.0)
+        assert splits[b]["mean b in the region"] == b
+        assert splits[b]["region with b <= 0.5"] == 1.0 - b
+    # Its error is the gap: nearly all of it where input and truth differ (JPEG noise aside),
+    # on the side of the mask's value.
+    assert splits[0.0]["region, b > 0.5"] == 0.0 and splits[0.0]["region, b <= 0.5"] > 0.9
+    assert splits[1.0]["region, b > 0.5"] == pytest.approx(splits[0.0]["region, b <= 0.5"])
+    truth_ceiling.print_mask_split(rows, "nothing")
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| opening")]
+    assert [c.strip() for c in lines[0].split("|")[2:4]] == ["1.000", "0.0%"]
+
+
 def test_the_split_by_an_attribute_scores_the_faces_with_it_and_those_without_apart(
         tmp_path, capsys):
     from benchmarks import truth_ceiling

@@ -149,6 +149,23 @@ def test_the_first_runs_of_a_seed_hold_every_structure_and_every_loss_once():
     assert len(set(sweep.plan_runs([0], ["e2d2", "e1d1"], sweep.MASK_LOSSES))) == 8
 
 
+def test_the_tables_by_loss_and_structure_give_the_gap_closed_each_way_as_mean_and_spread():
+    runs = [{"structure": "e1d1", "mask_loss": "sde", "attribute_editing_accuracy": 1.0,
+             "ssim": 0.95, "collapsed": False, "seconds_per_epoch": 10.0, "gap_closed": g,
+             "gap_closed_to_1": g1, "gap_closed_to_0": g0}
+            for g, g1, g0 in ((0.65, 0.58, 0.72), (0.67, 0.62, 0.74))]
+    lines = sweep._group_tables(runs, ["sde"], ["e1d1"])
+    for label in ("| sde |", "| E1D1 |"):
+        row = next(x for x in lines if x.startswith(label))
+        cells = [c.strip() for c in row.split("|")[2:-1]]
+        assert cells[:5] == ["100.0% ± 0.0", "66.0% ± 1.0", "60.0% ± 2.0", "73.0% ± 1.0",
+                             "0.9500 ± 0.0000"]
+        assert cells[5] == "0 of 2"
+    heads = [x for x in lines if x.startswith("| mask loss") or x.startswith("| structure")]
+    rules = [lines[lines.index(h) + 1] for h in heads]
+    assert [h.count("|") for h in heads] == [r.count("|") for r in rules]  # well-formed tables
+
+
 def test_the_figures_by_loss_and_structure_show_the_gap_closed_only_where_it_was_measured():
     synthetic = [{"mask_loss": loss, "attribute_editing_accuracy": acc, "ssim": 0.95,
                   "gap_closed": gap} for loss, acc, gap in
