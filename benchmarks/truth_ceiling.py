@@ -170,15 +170,15 @@ MASK_SPLIT = ("region, b > 0.5", "region, b <= 0.5", "outside the region")
 
 def error_by_mask(rows: list[dict], name: str, opening: bool) -> dict[str, float]:
     """Where `name`'s mask lies in the region where input and truth differ (the evaluation's
-    region: a channel apart by more than evaluate.REGION_TOLERANCE), and the share of its L1
-    error to the truth in that region with the mask on (b > 0.5), with it off, and outside."""
+    region, evaluate.differ_region), and the share of its L1 error to the truth in that region
+    with the mask on (b > 0.5), with it off, and outside."""
     from msagan_jax import evaluate  # noqa: PLC0415 (JAX only when an editor is scored)
 
     chosen = [r for r in rows if r["opening"] == opening]
     x, t, e = (np.stack([r[key] for r in chosen]).astype(np.float64) / 255
                for key in ("input", "truth", name))
     b = np.stack([r[f"{name} mask"] for r in chosen])
-    region = np.abs(x - t).max(-1) > evaluate.REGION_TOLERANCE
+    region = evaluate.differ_region(x, t)
     error = np.abs(e - t).mean(-1)
     parts = (region & (b > 0.5), region & (b <= 0.5), ~region)
     shares = {k: error[p].sum() / error.sum() for k, p in zip(MASK_SPLIT, parts)}

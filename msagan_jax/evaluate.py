@@ -113,14 +113,19 @@ _SUMS = ("n", "n_to_0", "n_to_1", "correct_to_0", "correct_to_1", "ssim", "ident
 REGION_TOLERANCE = 0.05
 
 
+def differ_region(x: Any, t: Any) -> Any:
+    """Where input `x` and truth `t` ([0, 1] images, numpy or jax, (..., C)) differ: a
+    channel apart by more than REGION_TOLERANCE; boolean, (...) (the channel axis dropped)."""
+    return abs(x - t).max(axis=-1) > REGION_TOLERANCE
+
+
 def truth_sums(image: jax.Array, edited: jax.Array, truth: jax.Array,
                weight: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     """Per-face sums for the metrics against the true counterpart, by direction; `weight` is 0
     for padding and for faces without a counterpart. Images in [-1, 1]."""
     x, e, t = ((a + 1) / 2 for a in (image, edited, truth))
     mean = lambda a: jnp.mean(a, axis=(1, 2, 3))  # noqa: E731
-    region = (jnp.max(jnp.abs(x - t), axis=-1, keepdims=True) > REGION_TOLERANCE)
-    region = region.astype(jnp.float32)
+    region = differ_region(x, t)[..., None].astype(jnp.float32)
     per_pixel = lambda a: jnp.sum(jnp.mean(a, axis=-1, keepdims=True) * region,  # noqa: E731
                                   axis=(1, 2, 3))
     values = {"truth_n": jnp.ones_like(weight), "gap_l1": mean(jnp.abs(x - t)),
