@@ -95,6 +95,8 @@ def _objectives(config: ml_collections.ConfigDict) -> None:
 
     # Optimisation.
     config.learning_rate = 2e-4  # Adam, G and D
+    config.d_learning_rate = 0.0  # D's own rate; 0 = learning_rate (the paper: one rate). Not
+    # the paper's when set: a two time-scale rule (Heusel et al. 2017)
     config.adam_b1 = 0.5
     config.adam_b2 = 0.999
     config.d_steps = 3  # D steps per G step; each step reads its own batch

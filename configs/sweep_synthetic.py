@@ -25,6 +25,7 @@ def get_config():
     config.adversarial_loss = "wgan_gp"
     config.attribute_image = "direct"
     config.ema_decay = 0.0
+    config.edit_condition_to_1 = 1.0  # the paper's c; the quick start opens with 1.5
     config.sample_every = 200
     config.checkpoint_every = 200
     config.eval_every = 200

@@ -116,7 +116,7 @@ _POSITIVE = ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_
              "d_steps", "log_every", "num_samples", "checkpoint_every", "keep_checkpoints",
              "eval_examples", "eval_batch_size", "learning_rate", "judge.width",
              "judge.epochs", "judge.batch_size", "judge.learning_rate", "collapse_patience")
-_NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "gp_weight",
+_NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "gp_weight", "d_learning_rate",
                  "cls_weight", "rec_id_weight", "rec_dual_weight", "mask_id_weight",
                  "mask_dual_weight", "mask_edit_weight", "judge.weight_decay",
                  "collapse_threshold", "cpu_devices")

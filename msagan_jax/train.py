@@ -72,25 +72,30 @@ def update_ema(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
 
 # --- Building blocks -----------------------------------------------------------------------
 
-def learning_rate_schedule(config: ml_collections.ConfigDict,
-                           num_steps: int) -> optax.Schedule:
-    """Constant 2e-4, or falling linearly to 0 from iteration lr_decay_start to the end."""
+def learning_rate_schedule(config: ml_collections.ConfigDict, num_steps: int,
+                           rate: float | None = None) -> optax.Schedule:
+    """Constant at `rate` (default learning_rate), or falling linearly to 0 from iteration
+    lr_decay_start to the end."""
+    rate = config.learning_rate if rate is None else rate
     if not config_lib.rate_falls(config, num_steps):
-        return optax.constant_schedule(config.learning_rate)
+        return optax.constant_schedule(rate)
     return optax.join_schedules([
-        optax.constant_schedule(config.learning_rate),
-        optax.linear_schedule(config.learning_rate, 0.0, num_steps - config.lr_decay_start)],
+        optax.constant_schedule(rate),
+        optax.linear_schedule(rate, 0.0, num_steps - config.lr_decay_start)],
         [config.lr_decay_start])
 
 
 def create_optimizers(config: ml_collections.ConfigDict,
                       num_steps: int) -> tuple[optax.GradientTransformation,
                                                optax.GradientTransformation]:
-    """Adam for G and for D (SaGAN: lr 2e-4, betas 0.5, 0.999); schedules run in iterations."""
-    schedule = learning_rate_schedule(config, num_steps)
+    """Adam for G and for D (SaGAN: lr 2e-4, betas 0.5, 0.999); schedules run in iterations.
+    D's rate is d_learning_rate where set (a two time-scale rule), else G's."""
     d_steps = config.d_steps
-    g_tx = optax.adam(schedule, b1=config.adam_b1, b2=config.adam_b2)
-    d_tx = optax.adam(lambda count: schedule(count // d_steps), b1=config.adam_b1,
+    g_tx = optax.adam(learning_rate_schedule(config, num_steps), b1=config.adam_b1,
+                      b2=config.adam_b2)
+    d_schedule = learning_rate_schedule(config, num_steps,
+                                        config.d_learning_rate or config.learning_rate)
+    d_tx = optax.adam(lambda count: d_schedule(count // d_steps), b1=config.adam_b1,
                       b2=config.adam_b2)
     return g_tx, d_tx
 

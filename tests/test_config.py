@@ -25,6 +25,7 @@ from msagan_jax import config_lib, errors
     ("d_steps", -1, "d_steps=-1 must be positive"),
     ("learning_rate", -1.0, "learning_rate=-1.0 must be positive"),
     ("judge.learning_rate", 0.0, "judge.learning_rate=0.0 must be positive"),
+    ("d_learning_rate", -1e-3, "d_learning_rate=-0.001 must not be negative"),
     ("rec_id_weight", -100.0, "rec_id_weight=-100.0 must not be negative"),
     ("gp_weight", float("nan"), "gp_weight=nan must be a number"),
     ("adam_b1", 1.0, "adam_b1=1.0 must lie in [0, 1)"),
@@ -54,7 +55,9 @@ def test_the_sweep_trains_the_papers_network_and_losses_whatever_the_quick_start
     paper = importlib.import_module("configs.default").get_config()
     for field in ("adversarial_loss", "attribute_image", "conditional_norm", "image_skip",
                   "d_steps", "cls_weight", "rec_id_weight", "rec_dual_weight",
-                  "mask_id_weight", "mask_dual_weight", "mask_edit_weight", "lr_decay_start"):
+                  "mask_id_weight", "mask_dual_weight", "mask_edit_weight", "lr_decay_start",
+                  "edit_condition_to_0", "edit_condition_to_1", "d_learning_rate", "adam_b1",
+                  "adam_b2"):
         assert sweep[field] == paper[field], field
     assert sweep.ema_decay == 0.0 and sweep.num_train_steps == 800
 

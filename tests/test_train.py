@@ -104,6 +104,22 @@ def test_d_takes_d_steps_updates_per_iteration_at_that_iterations_learning_rate(
     assert sizes[2] > sizes[3]  # a new iteration, a lower rate: not the G schedule's count
 
 
+def _first_update_sizes(config) -> tuple[float, float]:
+    """|G's| and |D's| first Adam update for a gradient of 1 (each is that optimiser's rate)."""
+    sizes = []
+    for tx in train.create_optimizers(config, 10):
+        updates, _ = tx.update(jnp.ones(()), tx.init(jnp.zeros(())), jnp.zeros(()))
+        sizes.append(-float(updates))
+    return sizes[0], sizes[1]
+
+
+def test_d_learning_rate_sets_d_rate_alone_and_zero_means_g_rate():
+    config = tiny_config(".", learning_rate=1e-3, d_learning_rate=4e-3)
+    np.testing.assert_allclose(_first_update_sizes(config), [1e-3, 4e-3], rtol=1e-5)
+    config.d_learning_rate = 0.0
+    np.testing.assert_allclose(_first_update_sizes(config), [1e-3, 1e-3], rtol=1e-5)
+
+
 def _iteration(config, state, batch):
     mesh = parallel.create_mesh()
     step = train.compile_train_iteration(config, 10, mesh)
