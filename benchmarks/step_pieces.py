@@ -113,7 +113,7 @@ def _ours_steps(piece: str, config, args: argparse.Namespace) -> list[float]:
         d_step = train.make_d_step(config, discriminator, d_tx)
         steps = jax.jit(lambda carry, xs: jax.lax.scan(d_step, carry, xs, unroll=True))
         carry = (d_params, d_tx.init(d_params))
-        xs = (images, labels, fakes, jax.random.split(jax.random.key(1), 3))
+        xs = (images, labels, fakes, None, jax.random.split(jax.random.key(1), 3))
         return _time(lambda: jax.block_until_ready(steps(carry, xs)), args.repeats)
     g_params = jax.jit(generator.init)(jax.random.key(2), images[0], labels[0])
     g_step = jax.jit(train.make_g_step(config, generator, discriminator, g_tx))

@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.attribute_image = "direct"
     config.d_width = 32  # channels of D's first conv; doubled by each layer
     config.d_num_layers = 6  # D's stride-2 convs; image_size must divide by 2**d_num_layers
+    config.d_region_size = 0  # > 0 (not the paper's): a second D over a crop this size, a multiple
+    # of 4, around the guide mask's centroid, as face-completion GANs judge the region they
+    # redraw (its term weighs d_region_weight in L_D and L_G); 0 = none, the paper's one D
+    config.d_region_weight = 1.0
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
     config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
     # (lax's convolutions; less memory) or "auto" (matmul on a CPU or GPU, the faster there;

@@ -117,6 +117,7 @@ _POSITIVE = ("image_size", "batch_size", "width", "num_down", "d_width", "d_num_
              "eval_examples", "eval_batch_size", "learning_rate", "judge.width",
              "judge.epochs", "judge.batch_size", "judge.learning_rate", "collapse_patience")
 _NOT_NEGATIVE = ("num_res_blocks", "sample_every", "eval_every", "gp_weight", "d_learning_rate",
+                 "d_region_size", "d_region_weight",
                  "cls_weight", "rec_id_weight", "rec_dual_weight", "mask_id_weight",
                  "mask_dual_weight", "mask_edit_weight", "judge.weight_decay",
                  "collapse_threshold", "cpu_devices")
@@ -191,6 +192,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise errors.ConfigError(f"image_size={size} must divide by 2**d_num_layers="
                                  f"{2 ** config.d_num_layers} and 2**num_down="
                                  f"{2 ** config.num_down}")
+    region = config.d_region_size
+    if region and (region % 4 or region > size or task.mask_name is None):
+        raise errors.ConfigError(f"d_region_size={region} must be a multiple of 4, at most "
+                                 f"image_size={size}, for an attribute with a guide mask")
     if config.num_train_steps <= 0 and config.num_epochs <= 0:
         raise errors.ConfigError("set num_train_steps or num_epochs to a positive value")
     if config.what_to_train == "editor" and task.mask_name is None and \

@@ -168,7 +168,7 @@ def abstract_params(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     def init():
         g = generator.init(key, image, jax.numpy.zeros((1,)))
-        return {"g_params": g, "d_params": discriminator.init(key, image),
+        return {"g_params": g, "d_params": models.init_discriminator(discriminator, key, image),
                 **({"g_ema": g} if config.ema_decay > 0 else {})}
 
     return parallel.abstract_replicated(init, parallel.create_mesh())

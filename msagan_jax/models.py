@@ -5,8 +5,9 @@
 
 Options that are not the paper's, for small models (README, Quick start): `attribute_image=
 "colour_transform"` draws I_a as a per-pixel affine map of the input's colours, `"warp"` as the
-input moved by a per-pixel flow and blended with painted colour, and `conditional_norm` gives
-the residual blocks' norms a scale and bias that depend on c.
+input moved by a per-pixel flow and blended with painted colour, `conditional_norm` gives
+the residual blocks' norms a scale and bias that depend on c, and the discriminator's
+`region_size` adds a second D over a crop around the guide mask.
 
 Structures (paper Fig. 2; "encoder" = the down-sampling convolutions plus the residual
 bottleneck, "decoder" = the up-sampling path and the output convolution):
@@ -426,18 +427,55 @@ class Generator(nn.Module):
         return compose(image, attribute_image, mask), attribute_image, mask
 
 
+def region_layers(size: int) -> int:
+    """Stride-2 layers of the region critic for a size x size crop: as many as leave a map of 2
+    or more a side (2x2 for 16, 32 or 64; 3x3 for 24)."""
+    layers = 0
+    while size % 2 ** (layers + 1) == 0 and size // 2 ** (layers + 1) >= 2:
+        layers += 1
+    return layers
+
+
+def region_crop(images: jax.Array, guides: jax.Array, size: int) -> jax.Array:
+    """A size x size window of each image (B, H, W, C) with the pixel nearest the centroid of its
+    guide mask (B, H, W, 1) at (size // 2, size // 2), or the image's centre where the mask is
+    empty; moved to lie inside the image."""
+    height, width = images.shape[1:3]
+    weight = jax.lax.stop_gradient(guides[..., 0].astype(jnp.float32))
+    total = jnp.sum(weight, axis=(1, 2))
+
+    def corner(axis: int, extent: int) -> jax.Array:
+        coords = jnp.arange(extent, dtype=jnp.float32)
+        along = jnp.sum(weight, axis=axis)  # (B, extent)
+        centre = jnp.where(total > 0, along @ coords / jnp.maximum(total, 1e-6),
+                           (extent - 1) / 2)
+        first = jnp.floor(centre + 0.5) - size // 2  # the nearest pixel at size // 2
+        return jnp.clip(first, 0, extent - size).astype(jnp.int32)
+
+    tops, lefts = corner(2, height), corner(1, width)
+    window = (size, size, images.shape[-1])
+    return jax.vmap(lambda x, t, l: jax.lax.dynamic_slice(x, (t, l, 0), window))(
+        images, tops, lefts)
+
+
 class Discriminator(nn.Module):
     """SaGAN's D: `num_layers` Conv 4x4/2 + LeakyReLU(0.2), no normalization, then two heads:
     D_src, a Conv 3x3/1 -> 1 patch score map, and D_cls, a Conv over the whole final map -> one
-    attribute logit. Returns (src (B, h, w), cls (B,))."""
+    attribute logit. Returns (src (B, h, w), cls (B,)); cls is None without `classify`.
+
+    With `region_size` (not the paper's) it holds a second D, "region": the same layers, no
+    D_cls, over a region_size crop around the guide mask (region_crop). Called with the guide
+    masks it returns (src, cls, region_src); without, it runs the first D alone."""
 
     width: int = 32
     num_layers: int = 6
     dtype: Dtype = jnp.float32
     conv_impl: str = "matmul"
+    region_size: int = 0
+    classify: bool = True
 
     @nn.compact
-    def __call__(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, image: jax.Array, guide: jax.Array | None = None) -> tuple:
         size = image.shape[1]
         if size % 2 ** self.num_layers:
             raise ValueError(f"the discriminator's {self.num_layers} stride-2 layers need an "
@@ -445,11 +483,24 @@ class Discriminator(nn.Module):
         x = image.astype(self.dtype)
         for i in range(self.num_layers):
             x = nn.leaky_relu(DownConv(self.width * 2 ** i, self.dtype, self.conv_impl)(x), 0.2)
-        src = _conv(1, 3, 1, 1, self.dtype, name="D_src")(x)
-        final = x.shape[1]  # 2 at 128 px with 6 layers
-        cls = nn.Conv(1, (final, final), padding="VALID", kernel_init=_init, dtype=self.dtype,
-                      name="D_cls")(x)
-        return src[..., 0].astype(jnp.float32), cls.reshape(-1).astype(jnp.float32)
+        src = _conv(1, 3, 1, 1, self.dtype, name="D_src")(x)[..., 0].astype(jnp.float32)
+        cls = None
+        if self.classify:
+            final = x.shape[1]  # 2 at 128 px with 6 layers
+            cls = nn.Conv(1, (final, final), padding="VALID", kernel_init=_init,
+                          dtype=self.dtype, name="D_cls")(x).reshape(-1).astype(jnp.float32)
+        if guide is None or not self.region_size:
+            return src, cls
+        region = Discriminator(self.width, region_layers(self.region_size), self.dtype,
+                               self.conv_impl, classify=False, name="region")
+        return src, cls, region(region_crop(image, guide, self.region_size))[0]
+
+
+def init_discriminator(discriminator: Discriminator, key: jax.Array, image: jax.Array) -> Any:
+    """D's parameters, its region critic's included when it has one."""
+    if not discriminator.region_size:
+        return discriminator.init(key, image)
+    return discriminator.init(key, image, jnp.ones(image.shape[:3] + (1,), image.dtype))
 
 
 def parameter_count(params: Any) -> int:
@@ -485,7 +536,7 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrim
                           config.num_res_blocks, dtype, impl, config.image_skip,
                           config.conditional_norm, config.attribute_image)
     return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype,
-                                    conv_impl=impl)
+                                    conv_impl=impl, region_size=config.d_region_size)
 
 
 # --- The judge: a ResNet attribute classifier ------------------------------------------------

@@ -35,7 +35,8 @@ from msagan_jax import parallel, visualize
 Batch = dict[str, jax.Array]
 # Config fields that fix the state's shapes: a workdir's checkpoints only fit a run that agrees.
 SHAPE_FIELDS = ("structure", "image_size", "width", "num_down", "num_res_blocks", "image_skip",
-                "conditional_norm", "attribute_image", "d_width", "d_num_layers")
+                "conditional_norm", "attribute_image", "d_width", "d_num_layers",
+                "d_region_size")
 
 
 @flax.struct.dataclass
@@ -108,7 +109,7 @@ def init_state(config: ml_collections.ConfigDict, num_steps: int) -> TrainState:
     g_key, d_key, run_key = jax.random.split(key, 3)
     image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     g_params = generator.init(g_key, image, jnp.zeros((1,), jnp.float32))
-    d_params = discriminator.init(d_key, image)
+    d_params = models.init_discriminator(discriminator, d_key, image)
     state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
                        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
                        rng=run_key)
@@ -129,16 +130,34 @@ def _guide_statistics(mask: jax.Array, guide: jax.Array) -> dict[str, jax.Array]
 
 # --- The pure iteration --------------------------------------------------------------------
 
+def _region_terms(config: ml_collections.ConfigDict, discriminator: flax.linen.Module,
+                  d_params: Any, scores: jax.Array, image: jax.Array, fake: jax.Array,
+                  guide: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    """The region critic's part of D's loss (d_region_size): its adversarial term on the real
+    and edited crops (the same window for a face and its edit), and WGAN-GP's penalty on it."""
+    real_scores, fake_scores = parallel.deinterleave(scores, 2)
+    terms = {"d/src_region": losses.adversarial_loss_d(config.adversarial_loss, real_scores,
+                                                       fake_scores)}
+    if config.adversarial_loss == "wgan_gp":
+        epsilon = jax.random.uniform(key, (image.shape[0],))
+        terms["d/gp_region"] = losses.gradient_penalty(
+            lambda x: discriminator.apply(d_params, x, guide)[2], image, fake, epsilon)
+    return terms
+
+
 def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Module) -> Callable:
-    """D's loss (eq. 7, WGAN-GP's penalty included) as (d_params, image, label, fake, key) ->
-    (loss, metrics)."""
+    """D's loss (eq. 7, WGAN-GP's penalty included; with d_region_size the region critic's
+    terms too) as (d_params, image, label, fake, guide, key) -> (loss, metrics)."""
     adversarial = config.adversarial_loss
 
-    def d_loss(d_params, image, label, fake, key):
+    def d_loss(d_params, image, label, fake, guide, key):
+        region = config.d_region_size > 0
         # Real and edited images in one pass: D has no batch statistics, so this equals two.
-        scores, logits = discriminator.apply(d_params, parallel.interleave([image, fake]))
-        real_scores, fake_scores = parallel.deinterleave(scores, 2)
-        logits = parallel.deinterleave(logits, 2)[0]
+        outputs = discriminator.apply(
+            d_params, parallel.interleave([image, fake]),
+            *([parallel.interleave([guide, guide])] if region else []))
+        real_scores, fake_scores = parallel.deinterleave(outputs[0], 2)
+        logits = parallel.deinterleave(outputs[1], 2)[0]
         n = image.shape[0]
         src = losses.adversarial_loss_d(adversarial, real_scores, fake_scores)
         terms = {"d/src": src}
@@ -147,6 +166,11 @@ def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Modu
             terms["d/gp"] = losses.gradient_penalty(
                 lambda x: discriminator.apply(d_params, x)[0], image, fake, epsilon)
             src = src + config.gp_weight * terms["d/gp"]
+        if region:
+            terms.update(_region_terms(config, discriminator, d_params, outputs[2], image, fake,
+                                       guide, jax.random.fold_in(key, 1)))
+            src = src + config.d_region_weight * (
+                terms["d/src_region"] + config.gp_weight * terms.get("d/gp_region", 0.0))
         terms["d/cls"] = losses.classification_loss(logits, label)
         terms["d/cls_accuracy"] = jnp.mean((logits > 0) == (label > 0.5))
         loss = losses.discriminator_loss(src, config.cls_weight * terms["d/cls"])
@@ -182,7 +206,9 @@ def _g_loss_fn(config: ml_collections.ConfigDict, generator: flax.linen.Module,
         both, _, b_both = generator.apply(g_params, image, jnp.stack([1.0 - label, label]))
         edit, identity, b_edit, b_id = both[0], both[1], b_both[0], b_both[1]
         dual, _, b_dual = generator.apply(g_params, edit, label)
-        scores, logits = discriminator.apply(d_params, edit)
+        region = config.d_region_size > 0
+        outputs = discriminator.apply(d_params, edit, *([guide] if region else []))
+        scores, logits = outputs[:2]
         terms = {"g/adv": losses.adversarial_loss_g(adversarial, scores),
                  "g/cls": losses.classification_loss(logits, 1.0 - label),
                  "g/rec_id": losses.l1_distance(identity, image),
@@ -190,13 +216,17 @@ def _g_loss_fn(config: ml_collections.ConfigDict, generator: flax.linen.Module,
                  "g/mask": jnp.zeros((), jnp.float32)}
         rec = losses.reconstruction_loss(terms["g/rec_id"], terms["g/rec_dual"],
                                          config.rec_id_weight, config.rec_dual_weight)
+        adv = terms["g/adv"]
+        if region:
+            terms["g/adv_region"] = losses.adversarial_loss_g(adversarial, outputs[2])
+            adv = adv + config.d_region_weight * terms["g/adv_region"]
         stats = {"mask/mean": jnp.mean(b_edit)}
         if guide is not None:
             # The guide statistics are logged without a mask loss too: they show the collapse.
             stats.update(_guide_statistics(b_edit, guide))
         if guide is not None and config.mask_loss != "none":
             terms.update(_mask_terms(config, guide, b_id, b_dual, b_edit))
-        loss = losses.generator_loss(terms["g/adv"], config.cls_weight * terms["g/cls"], rec,
+        loss = losses.generator_loss(adv, config.cls_weight * terms["g/cls"], rec,
                                      terms["g/mask"])
         return loss, {"g/loss": loss, **terms, **stats}
 
@@ -205,14 +235,13 @@ def _g_loss_fn(config: ml_collections.ConfigDict, generator: flax.linen.Module,
 
 def make_d_step(config: ml_collections.ConfigDict, discriminator: flax.linen.Module,
                 d_tx: optax.GradientTransformation) -> Callable:
-    """One D step as a scan body: ((d_params, d_opt_state), (image, label, fake, key)) ->
-    ((d_params, d_opt_state), metrics), the edited images `fake` given."""
+    """One D step as a scan body: ((d_params, d_opt_state), (image, label, fake, guide, key))
+    -> ((d_params, d_opt_state), metrics), the edited images `fake` given; guide may be None."""
     d_loss = _d_loss_fn(config, discriminator)
 
     def d_step(carry, xs):
         d_params, d_opt_state = carry
-        image, label, fake, key = xs
-        grads, metrics = jax.grad(d_loss, has_aux=True)(d_params, image, label, fake, key)
+        grads, metrics = jax.grad(d_loss, has_aux=True)(d_params, *xs)
         updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
         return (optax.apply_updates(d_params, updates), d_opt_state), metrics
 
@@ -255,7 +284,8 @@ def make_train_iteration(config: ml_collections.ConfigDict,
         # Unrolled: XLA's CPU backend runs a scanned (while-loop) body far slower (README).
         (d_params, d_opt_state), d_metrics = jax.lax.scan(
             d_step, (state.d_params, state.d_opt_state),
-            (images[:k], labels[:k], fakes, jax.random.split(key, k)), unroll=True)
+            (images[:k], labels[:k], fakes, None if guides is None else guides[:k],
+             jax.random.split(key, k)), unroll=True)
         g_params, g_opt_state, g_metrics = g_step(
             state.g_params, state.g_opt_state, d_params, images[k], labels[k],
             None if guides is None else guides[k])

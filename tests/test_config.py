@@ -26,6 +26,9 @@ from msagan_jax import config_lib, errors
     ("learning_rate", -1.0, "learning_rate=-1.0 must be positive"),
     ("judge.learning_rate", 0.0, "judge.learning_rate=0.0 must be positive"),
     ("d_learning_rate", -1e-3, "d_learning_rate=-0.001 must not be negative"),
+    ("d_region_size", 30, "d_region_size=30 must be a multiple of 4, at most image_size=64"),
+    ("d_region_size", 68, "d_region_size=68 must be a multiple of 4, at most image_size=64"),
+    ("d_region_weight", -1.0, "d_region_weight=-1.0 must not be negative"),
     ("rec_id_weight", -100.0, "rec_id_weight=-100.0 must not be negative"),
     ("gp_weight", float("nan"), "gp_weight=nan must be a number"),
     ("adam_b1", 1.0, "adam_b1=1.0 must lie in [0, 1)"),
@@ -57,7 +60,7 @@ def test_the_sweep_trains_the_papers_network_and_losses_whatever_the_quick_start
                   "d_steps", "cls_weight", "rec_id_weight", "rec_dual_weight",
                   "mask_id_weight", "mask_dual_weight", "mask_edit_weight", "lr_decay_start",
                   "edit_condition_to_0", "edit_condition_to_1", "d_learning_rate", "adam_b1",
-                  "adam_b2"):
+                  "adam_b2", "d_region_size"):
         assert sweep[field] == paper[field], field
     assert sweep.ema_decay == 0.0 and sweep.num_train_steps == 800
 
@@ -68,6 +71,9 @@ def test_a_mask_loss_without_a_guide_mask_is_refused():
         config_lib.validate(config)
     config.mask_loss = "none"
     config_lib.validate(config)
+    config.d_region_size = 32  # a region critic needs the guide mask's region too
+    with pytest.raises(errors.ConfigError, match="d_region_size=32 must be .* with a guide mask"):
+        config_lib.validate(config)
 
 
 def test_a_restored_config_is_the_defaults_updated_with_what_the_run_saved(tmp_path):

@@ -247,6 +247,45 @@ def test_the_discriminator_refuses_an_image_its_layers_cannot_halve():
         d.init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))
 
 
+def test_the_region_crop_is_centred_on_the_guide_masks_centroid_and_kept_inside_the_image():
+    images = jnp.arange(2 * 16 * 16, dtype=jnp.float32).reshape(2, 16, 16, 1)
+    guides = jnp.zeros((2, 16, 16, 1))
+    guides = guides.at[0, 9:12, 4:7].set(1.0)  # centroid (10, 5) at (3, 3): from (7, 2)
+    guides = guides.at[1, 14:16, 14:16].set(1.0)  # near the corner: moved inside, to (10, 10)
+    crops = models.region_crop(images, guides, 6)
+    np.testing.assert_array_equal(crops[0], images[0, 7:13, 2:8])
+    np.testing.assert_array_equal(crops[1], images[1, 10:16, 10:16])
+
+
+def test_an_empty_guide_mask_crops_the_images_centre():
+    images = jnp.arange(16 * 16, dtype=jnp.float32).reshape(1, 16, 16, 1)
+    crops = models.region_crop(images, jnp.zeros((1, 16, 16, 1)), 8)
+    np.testing.assert_array_equal(crops[0], images[0, 4:12, 4:12])
+
+
+@pytest.mark.parametrize("size,layers", [(16, 3), (24, 3), (32, 4), (64, 5), (4, 1)])
+def test_the_region_critic_halves_a_crop_down_to_a_map_of_two_or_more(size, layers):
+    assert models.region_layers(size) == layers
+
+
+def test_a_region_critic_leaves_the_whole_image_discriminator_as_it_was():
+    image = jax.random.normal(jax.random.PRNGKey(3), (2, 32, 32, 3))
+    guide = jnp.zeros((2, 32, 32, 1)).at[:, 20:24, 12:20].set(1.0)
+    plain = models.Discriminator(width=4, num_layers=3)
+    with_region = models.Discriminator(width=4, num_layers=3, region_size=16)
+    key = jax.random.PRNGKey(0)
+    params = models.init_discriminator(with_region, key, image)
+    own = {k: v for k, v in params["params"].items() if k != "region"}
+    assert jax.tree.structure(own) == jax.tree.structure(plain.init(key, image)["params"])
+    src, cls = with_region.apply(params, image)  # without guides: the first D alone
+    want_src, want_cls = plain.apply({"params": own}, image)
+    np.testing.assert_array_equal(src, want_src)
+    np.testing.assert_array_equal(cls, want_cls)
+    src, cls, region = with_region.apply(params, image, guide)
+    np.testing.assert_array_equal(src, want_src)
+    assert region.shape == (2, 2, 2) and "D_cls" not in params["params"]["region"]
+
+
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs_close_to_float32():
     image, c = _image(), jnp.array([0.0, 1.0])
     g32 = models.Generator("e1d1", **TINY)

@@ -163,6 +163,38 @@ def test_ema_keeps_a_moving_average_of_g_without_changing_what_g_learns(syntheti
     assert train.generator_params(plain_after) is plain_after.g_params
 
 
+def test_the_region_critic_learns_beside_d_and_at_weight_zero_changes_nothing_else(
+        synthetic_data_dir, iteration_batch):
+    mesh = parallel.create_mesh()
+    plain_config = tiny_config(synthetic_data_dir)
+    plain, _ = _iteration(plain_config, train.create_state(plain_config, 10, mesh),
+                          iteration_batch)
+
+    def run(weight):
+        config = tiny_config(synthetic_data_dir, d_region_size=32, d_region_weight=weight)
+        start = jax.device_get(train.create_state(config, 10, mesh))
+        return start, *_iteration(config, train.create_state(config, 10, mesh),
+                                  iteration_batch)
+
+    start, off, off_metrics = run(0.0)
+    region = lambda state: state.d_params["params"].pop("region")  # noqa: E731
+    assert _leaves_equal(region(start), region(off))  # no gradient reaches it at weight 0
+    assert _leaves_equal(off.d_params, plain.d_params)
+    assert _leaves_equal(off.g_params, plain.g_params)
+    assert {"d/src_region", "g/adv_region"} <= set(off_metrics)
+    start, on, _ = run(1.0)
+    assert not _leaves_equal(region(start), region(on))
+    assert not _leaves_equal(on.g_params, plain.g_params)
+
+
+def test_the_region_critics_penalty_enters_ds_loss_under_wgan_gp(synthetic_data_dir,
+                                                                 iteration_batch):
+    config = tiny_config(synthetic_data_dir, d_region_size=16, adversarial_loss="wgan_gp")
+    _, metrics = _iteration(config, train.create_state(config, 10, parallel.create_mesh()),
+                            iteration_batch)
+    assert float(metrics["d/gp_region"]) > 0 and np.isfinite(float(metrics["d/loss"]))
+
+
 def test_update_ema_moves_the_average_by_one_minus_the_decay_once_warmed_up():
     ema, params = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
     np.testing.assert_allclose(train.update_ema(ema, params, 0.99, jnp.array(10_000))["w"],
