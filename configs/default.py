@@ -56,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     # of 4, around the guide mask's centroid, as face-completion GANs judge the region they
     # redraw (its term weighs d_region_weight in L_D and L_G); 0 = none, the paper's one D
     config.d_region_weight = 1.0
+    config.d_spectral_norm = False  # True (not the paper's): D's kernels spectrally normalized
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
     config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
     # (lax's convolutions; less memory) or "auto" (matmul on a CPU or GPU, the faster there;

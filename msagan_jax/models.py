@@ -7,7 +7,8 @@ Options that are not the paper's, for small models (README, Quick start): `attri
 "colour_transform"` draws I_a as a per-pixel affine map of the input's colours, `"warp"` as the
 input moved by a per-pixel flow and blended with painted colour, `conditional_norm` gives
 the residual blocks' norms a scale and bias that depend on c, and the discriminator's
-`region_size` adds a second D over a crop around the guide mask.
+`region_size` adds a second D over a crop around the guide mask, and its `spectral_norm` divides
+each of its kernels by its largest singular value (Miyato et al. 2018).
 
 Structures (paper Fig. 2; "encoder" = the down-sampling convolutions plus the residual
 bottleneck, "decoder" = the up-sampling path and the output convolution):
@@ -55,6 +56,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # SaGAN's re-implementations initialise every weight from N(0, 0.02), biases from zero.
 _init = nn.initializers.normal(stddev=0.02)
+# Power-iteration steps for D's spectral norm (spectral_normalize): stateless, so more than
+# Miyato et al.'s one a step with a kept vector.
+SPECTRAL_ITERATIONS = 8
 Dtype = Any
 
 
@@ -85,9 +89,10 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
     return jax.vmap(per_channel)(image, rows, cols)
 
 
-def _conv(features: int, kernel: int, stride: int, pad: int, dtype: Dtype, name: str | None = None):
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), kernel_init=_init, dtype=dtype, name=name)
+def _conv(features: int, kernel: int, stride: int, pad: int, dtype: Dtype, name: str | None = None,
+          conv: Any = nn.Conv):
+    return conv(features, (kernel, kernel), strides=(stride, stride),
+                padding=((pad, pad), (pad, pad)), kernel_init=_init, dtype=dtype, name=name)
 
 
 def _norm(dtype: Dtype, affine: bool = False) -> nn.Module:
@@ -458,6 +463,33 @@ def region_crop(images: jax.Array, guides: jax.Array, size: int) -> jax.Array:
         images, tops, lefts)
 
 
+def spectral_normalize(kernel: jax.Array, iterations: int = SPECTRAL_ITERATIONS) -> jax.Array:
+    """The kernel divided by the largest singular value of its (-1, out) matrix (Miyato et al.
+    2018), found by power iteration from a fixed vector, so that D needs no state; as in their
+    method, the gradient flows through sigma = u^T W v but not through u and v."""
+    matrix = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+    normalized = lambda x: x / (jnp.linalg.norm(x) + 1e-12)
+    v = normalized(jnp.ones((matrix.shape[1],), jnp.float32).at[::2].set(-1.0) + 0.5)
+    for _ in range(iterations):
+        u = normalized(matrix @ v)
+        v = normalized(matrix.T @ u)
+    u, v = jax.lax.stop_gradient(normalized(matrix @ v)), jax.lax.stop_gradient(v)
+    return kernel / (u @ matrix @ v).astype(kernel.dtype)
+
+
+def _spectral(variables: Any) -> Any:
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: spectral_normalize(x) if path[-1].key == "kernel" else x, variables)
+
+
+def _layer(module: type[nn.Module], spectral_norm: bool, initializing: bool) -> Any:
+    """`module`, its kernels spectrally normalized where D asks for it (same parameters).
+    Initialisation takes the plain module: map_variables would store the normalized kernels."""
+    if not spectral_norm or initializing:
+        return module
+    return nn.map_variables(module, "params", trans_in_fn=_spectral)
+
+
 class Discriminator(nn.Module):
     """SaGAN's D: `num_layers` Conv 4x4/2 + LeakyReLU(0.2), no normalization, then two heads:
     D_src, a Conv 3x3/1 -> 1 patch score map, and D_cls, a Conv over the whole final map -> one
@@ -465,7 +497,9 @@ class Discriminator(nn.Module):
 
     With `region_size` (not the paper's) it holds a second D, "region": the same layers, no
     D_cls, over a region_size crop around the guide mask (region_crop). Called with the guide
-    masks it returns (src, cls, region_src); without, it runs the first D alone."""
+    masks it returns (src, cls, region_src); without, it runs the first D alone. With
+    `spectral_norm` (not the paper's) every kernel is used spectrally normalized (the same
+    parameters)."""
 
     width: int = 32
     num_layers: int = 6
@@ -473,6 +507,7 @@ class Discriminator(nn.Module):
     conv_impl: str = "matmul"
     region_size: int = 0
     classify: bool = True
+    spectral_norm: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array, guide: jax.Array | None = None) -> tuple:
@@ -480,19 +515,23 @@ class Discriminator(nn.Module):
         if size % 2 ** self.num_layers:
             raise ValueError(f"the discriminator's {self.num_layers} stride-2 layers need an "
                              f"image size divisible by {2 ** self.num_layers}, not {size}")
+        down, conv = (_layer(m, self.spectral_norm, self.is_initializing())
+                      for m in (DownConv, nn.Conv))
         x = image.astype(self.dtype)
         for i in range(self.num_layers):
-            x = nn.leaky_relu(DownConv(self.width * 2 ** i, self.dtype, self.conv_impl)(x), 0.2)
-        src = _conv(1, 3, 1, 1, self.dtype, name="D_src")(x)[..., 0].astype(jnp.float32)
+            x = nn.leaky_relu(down(self.width * 2 ** i, self.dtype, self.conv_impl,
+                                   name=f"DownConv_{i}")(x), 0.2)
+        src = _conv(1, 3, 1, 1, self.dtype, "D_src", conv)(x)[..., 0].astype(jnp.float32)
         cls = None
         if self.classify:
             final = x.shape[1]  # 2 at 128 px with 6 layers
-            cls = nn.Conv(1, (final, final), padding="VALID", kernel_init=_init,
-                          dtype=self.dtype, name="D_cls")(x).reshape(-1).astype(jnp.float32)
+            cls = conv(1, (final, final), padding="VALID", kernel_init=_init,
+                       dtype=self.dtype, name="D_cls")(x).reshape(-1).astype(jnp.float32)
         if guide is None or not self.region_size:
             return src, cls
         region = Discriminator(self.width, region_layers(self.region_size), self.dtype,
-                               self.conv_impl, classify=False, name="region")
+                               self.conv_impl, classify=False, spectral_norm=self.spectral_norm,
+                               name="region")
         return src, cls, region(region_crop(image, guide, self.region_size))[0]
 
 
@@ -536,7 +575,8 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrim
                           config.num_res_blocks, dtype, impl, config.image_skip,
                           config.conditional_norm, config.attribute_image)
     return generator, Discriminator(config.d_width, config.d_num_layers, dtype=dtype,
-                                    conv_impl=impl, region_size=config.d_region_size)
+                                    conv_impl=impl, region_size=config.d_region_size,
+                                    spectral_norm=config.d_spectral_norm)
 
 
 # --- The judge: a ResNet attribute classifier ------------------------------------------------

@@ -60,7 +60,7 @@ def test_the_sweep_trains_the_papers_network_and_losses_whatever_the_quick_start
                   "d_steps", "cls_weight", "rec_id_weight", "rec_dual_weight",
                   "mask_id_weight", "mask_dual_weight", "mask_edit_weight", "lr_decay_start",
                   "edit_condition_to_0", "edit_condition_to_1", "d_learning_rate", "adam_b1",
-                  "adam_b2", "d_region_size"):
+                  "adam_b2", "d_region_size", "d_spectral_norm"):
         assert sweep[field] == paper[field], field
     assert sweep.ema_decay == 0.0 and sweep.num_train_steps == 800
 

@@ -286,6 +286,40 @@ def test_a_region_critic_leaves_the_whole_image_discriminator_as_it_was():
     assert region.shape == (2, 2, 2) and "D_cls" not in params["params"]["region"]
 
 
+def test_a_spectrally_normalized_kernel_has_top_singular_value_one_and_holds_u_and_v():
+    kernel = jax.random.normal(jax.random.PRNGKey(4), (4, 4, 16, 32)) * 0.02
+    kernel = kernel.at[..., 0].multiply(5.0)  # a dominant direction, as training makes
+    normalized = models.spectral_normalize(kernel)
+    top = np.linalg.svd(np.asarray(normalized).reshape(-1, 32), compute_uv=False)[0]
+    np.testing.assert_allclose(top, 1.0, rtol=1e-3)
+    # At N(0, 0.02) initialisation the top singular values cluster; the estimate still holds.
+    init = jax.random.normal(jax.random.PRNGKey(5), (4, 4, 64, 128)) * 0.02
+    top = np.linalg.svd(np.asarray(models.spectral_normalize(init)).reshape(-1, 128),
+                        compute_uv=False)[0]
+    assert 1.0 <= top < 1.06
+    # d(W / sigma)/dW with u, v held: sum(W / sigma) differentiates to (1 - <W, u v^T> ...)/sigma
+    matrix = kernel.reshape(-1, 32)
+    u, s, vt = np.linalg.svd(np.asarray(matrix))
+    grad = jax.grad(lambda k: jnp.sum(models.spectral_normalize(k)))(kernel).reshape(-1, 32)
+    want = (1.0 - float(jnp.sum(matrix)) / s[0] * np.outer(u[:, 0], vt[0])) / s[0]
+    np.testing.assert_allclose(grad, want, rtol=2e-3, atol=1e-3)
+
+
+def test_the_spectral_norm_keeps_ds_parameters_and_applies_to_every_kernel():
+    image = jax.random.normal(jax.random.PRNGKey(3), (2, 32, 32, 3))
+    plain = models.Discriminator(width=4, num_layers=3)
+    spectral = models.Discriminator(width=4, num_layers=3, spectral_norm=True)
+    params = plain.init(jax.random.PRNGKey(0), image)
+    own = spectral.init(jax.random.PRNGKey(0), image)
+    for got, want in zip(jax.tree.leaves(own), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(got, want)
+    assert jax.tree.structure(own) == jax.tree.structure(params)
+    normalized = jax.tree_util.tree_map_with_path(
+        lambda path, x: models.spectral_normalize(x) if path[-1].key == "kernel" else x, params)
+    for got, want in zip(spectral.apply(params, image), plain.apply(normalized, image)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs_close_to_float32():
     image, c = _image(), jnp.array([0.0, 1.0])
     g32 = models.Generator("e1d1", **TINY)

@@ -195,6 +195,24 @@ def test_the_region_critics_penalty_enters_ds_loss_under_wgan_gp(synthetic_data_
     assert float(metrics["d/gp_region"]) > 0 and np.isfinite(float(metrics["d/loss"]))
 
 
+@pytest.mark.parametrize("adversarial_loss", ["lsgan", "wgan_gp"])
+def test_a_spectrally_normalized_d_trains_with_the_same_parameters_and_another_path(
+        synthetic_data_dir, iteration_batch, adversarial_loss):
+    mesh = parallel.create_mesh()
+    plain_config = tiny_config(synthetic_data_dir, adversarial_loss=adversarial_loss)
+    config = tiny_config(synthetic_data_dir, adversarial_loss=adversarial_loss,
+                         d_spectral_norm=True)
+    start = jax.device_get(train.create_state(config, 10, mesh))
+    assert _leaves_equal(start.d_params,
+                         jax.device_get(train.create_state(plain_config, 10, mesh)).d_params)
+    plain, _ = _iteration(plain_config, train.create_state(plain_config, 10, mesh),
+                          iteration_batch)
+    after, metrics = _iteration(config, train.create_state(config, 10, mesh), iteration_batch)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert not _leaves_equal(after.d_params, start.d_params)
+    assert not _leaves_equal(after.d_params, plain.d_params)
+
+
 def test_update_ema_moves_the_average_by_one_minus_the_decay_once_warmed_up():
     ema, params = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
     np.testing.assert_allclose(train.update_ema(ema, params, 0.99, jnp.array(10_000))["w"],
