@@ -297,7 +297,7 @@ def test_a_spectrally_normalized_kernel_has_top_singular_value_one_and_holds_u_a
     top = np.linalg.svd(np.asarray(models.spectral_normalize(init)).reshape(-1, 128),
                         compute_uv=False)[0]
     assert 1.0 <= top < 1.06
-    # d(W / sigma)/dW with u, v held: sum(W / sigma) differentiates to (1 - <W, u v^T> ...)/sigma
+    # With u and v held, sum(W / sigma) differentiates to 1 / sigma - sum(W) u v^T / sigma^2.
     matrix = kernel.reshape(-1, 32)
     u, s, vt = np.linalg.svd(np.asarray(matrix))
     grad = jax.grad(lambda k: jnp.sum(models.spectral_normalize(k)))(kernel).reshape(-1, 32)
