@@ -6,9 +6,9 @@
 Options that are not the paper's, for small models (README, Quick start): `attribute_image=
 "colour_transform"` draws I_a as a per-pixel affine map of the input's colours, `"warp"` as the
 input moved by a per-pixel flow and blended with painted colour, `conditional_norm` gives
-the residual blocks' norms a scale and bias that depend on c, and the discriminator's
-`region_size` adds a second D over a crop around the guide mask, and its `spectral_norm` divides
-each of its kernels by its largest singular value (Miyato et al. 2018).
+the residual blocks' norms a scale and bias that depend on c; the discriminator's
+`region_size` adds a second D over a crop around the guide mask, and its `spectral_norm`
+divides each of its kernels by its largest singular value (Miyato et al. 2018).
 
 Structures (paper Fig. 2; "encoder" = the down-sampling convolutions plus the residual
 bottleneck, "decoder" = the up-sampling path and the output convolution):

@@ -139,10 +139,15 @@ def _region_terms(config: ml_collections.ConfigDict, discriminator: flax.linen.M
     terms = {"d/src_region": losses.adversarial_loss_d(config.adversarial_loss, real_scores,
                                                        fake_scores)}
     if config.adversarial_loss == "wgan_gp":
-        epsilon = jax.random.uniform(key, (image.shape[0],))
-        terms["d/gp_region"] = losses.gradient_penalty(
-            lambda x: discriminator.apply(d_params, x, guide)[2], image, fake, epsilon)
+        terms["d/gp_region"] = _penalty(lambda x: discriminator.apply(d_params, x, guide)[2],
+                                        image, fake, key)
     return terms
+
+
+def _penalty(critic: Callable, image: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
+    """WGAN-GP's penalty on `critic` at random points between the real and edited images."""
+    epsilon = jax.random.uniform(key, (image.shape[0],))
+    return losses.gradient_penalty(critic, image, fake, epsilon)
 
 
 def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Module) -> Callable:
@@ -158,13 +163,11 @@ def _d_loss_fn(config: ml_collections.ConfigDict, discriminator: flax.linen.Modu
             *([parallel.interleave([guide, guide])] if region else []))
         real_scores, fake_scores = parallel.deinterleave(outputs[0], 2)
         logits = parallel.deinterleave(outputs[1], 2)[0]
-        n = image.shape[0]
         src = losses.adversarial_loss_d(adversarial, real_scores, fake_scores)
         terms = {"d/src": src}
         if adversarial == "wgan_gp":
-            epsilon = jax.random.uniform(key, (n,))
-            terms["d/gp"] = losses.gradient_penalty(
-                lambda x: discriminator.apply(d_params, x)[0], image, fake, epsilon)
+            terms["d/gp"] = _penalty(lambda x: discriminator.apply(d_params, x)[0], image, fake,
+                                     key)
             src = src + config.gp_weight * terms["d/gp"]
         if region:
             terms.update(_region_terms(config, discriminator, d_params, outputs[2], image, fake,
