@@ -474,7 +474,10 @@ def spectral_normalize(kernel: jax.Array, iterations: int = SPECTRAL_ITERATIONS)
         u = normalized(matrix @ v)
         v = normalized(matrix.T @ u)
     u, v = jax.lax.stop_gradient(normalized(matrix @ v)), jax.lax.stop_gradient(v)
-    return kernel / (u @ matrix @ v).astype(kernel.dtype)
+    # The barrier keeps XLA from fusing the division into the layers that read the kernel:
+    # fused, the quick start's iteration with d_width=32 took about 1.2x as long as the plain
+    # D's on a CPU; kept apart, as long within the noise (README).
+    return jax.lax.optimization_barrier(kernel / (u @ matrix @ v).astype(kernel.dtype))
 
 
 def _spectral(variables: Any) -> Any:
