@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile_step --out /tmp/prof [--structure e2d2] [--d_steps 1]
         [--batch_size 16] [--image_size 128] [--conv_impl matmul] [--top 30]
-        [--recipe quickstart]
+        [--recipe quickstart] [--set d_width=32 --set d_spectral_norm=True]
 
 Compiles the training iteration with XLA's optimized HLO dumped to <out>/hlo, traces 2
 iterations into <out>/trace, then lists the operations (thunks) by time with the layer each
@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 TRACED_ITERATIONS = 2
 _WRAPPERS = ("ThreadpoolListener", "ThunkExecutor", "SlinkyThreadPool", "PjRt", "Execute")
@@ -45,12 +46,23 @@ def record(args: argparse.Namespace) -> None:
     config = train_speed.make_config(recipe, args.structure, args.batch_size,
                                      args.image_size, "float32", args.conv_impl)
     config.d_steps = args.d_steps
+    override(config, args.set)
     prepared = train_speed.prepare(config)
     train_speed.run_iterations(prepared, 1)
     jax.profiler.start_trace(f"{args.out}/trace")
     times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
     jax.profiler.stop_trace()
     print(f"traced {TRACED_ITERATIONS} iterations: " + ", ".join(f"{t:.2f} s" for t in times))
+
+
+def override(config: Any, assignments: list[str]) -> None:
+    """Sets each FIELD=VALUE of `assignments` in `config`, the value read as the field's type."""
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        if key not in config:
+            raise ValueError(f"--set {assignment}: the config has no field {key!r}")
+        kind = type(config[key])
+        config[key] = value == "True" if kind is bool else kind(value)
 
 
 def _trace_events(out: str) -> list[dict]:
@@ -172,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--conv_impl", default=None)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a config field over the recipe's (repeatable)")
     args = parser.parse_args(argv)
     if args.analyze:
         return analyze(args.analyze, args.top)

@@ -182,6 +182,19 @@ def test_step_pieces_derives_the_d_step_the_g_step_and_the_penalty_from_whole_it
     assert "| g_step | 10.000 | 8.000 | 1.25x |" in table
 
 
+def test_profile_step_sets_a_recipes_fields_as_their_own_types():
+    from benchmarks import profile_step
+    from configs import quickstart
+
+    config = quickstart.get_config()
+    profile_step.override(config, ["d_width=32", "d_spectral_norm=True", "learning_rate=5e-4"])
+    assert (config.d_width, config.d_spectral_norm, config.learning_rate) == (32, True, 5e-4)
+    profile_step.override(config, ["d_spectral_norm=False"])
+    assert config.d_spectral_norm is False
+    with pytest.raises(ValueError, match="no field 'd_wdith'"):
+        profile_step.override(config, ["d_wdith=32"])
+
+
 def test_profile_step_names_a_fusion_by_its_own_op_name_or_else_its_body_s(tmp_path):
     from benchmarks import profile_step
 

@@ -380,12 +380,15 @@ def test_the_down_layer_is_a_stride_2_convolution_with_padding_1(impl):
     np.testing.assert_allclose(y, expected, atol=1e-4)
 
 
+# (input, features): a shallow layer (more patches than kernel) and a deep one (the reverse).
+@pytest.mark.parametrize("shape,features", [((2, 10, 6, 3), 5), ((2, 4, 6, 8), 16)])
 @pytest.mark.parametrize("form", [models.stride2_by_patches, models.stride2_by_shifted_output])
-def test_both_matmul_forms_of_the_down_layer_are_laxs_convolution_and_its_gradients(form):
+def test_both_matmul_forms_of_the_down_layer_are_laxs_convolution_and_its_gradients(
+        form, shape, features):
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(2, 10, 6, 3)).astype(np.float32)
-    kernel = rng.normal(size=(4, 4, 3, 5)).astype(np.float32)
-    weights = rng.normal(size=(2, 5, 3, 5)).astype(np.float32)
+    x = rng.normal(size=shape).astype(np.float32)
+    kernel = rng.normal(size=(4, 4, shape[-1], features)).astype(np.float32)
+    weights = rng.normal(size=(2, shape[1] // 2, shape[2] // 2, features)).astype(np.float32)
 
     def lax_form(x, k):
         return jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
@@ -428,12 +431,15 @@ def test_both_conv_impls_share_parameters_outputs_and_gradients_of_gradients(str
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
     def penalty(d, params):  # WGAN-GP differentiates D's input gradient again
-        grad = jax.grad(lambda x: jnp.sum(d.apply(params, x)[0]))(image)
+        grad = jax.grad(lambda x: sum(map(jnp.sum, d.apply(params, x))))(image)  # both heads
         return jnp.sum(grad ** 2)
 
+    for a, b in zip(d_mat.apply(d_params, image), d_xla.apply(d_params, image)):  # src, cls
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    # D's weights are N(0, 0.02): its gradients are ~1e-5, so the tolerance is relative.
     for a, b in zip(jax.tree.leaves(jax.grad(lambda p: penalty(d_mat, p))(d_params)),
                     jax.tree.leaves(jax.grad(lambda p: penalty(d_xla, p))(d_params))):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max())
 
 
 def test_auto_picks_matmul_on_the_cpu_and_the_gpu_and_xla_elsewhere():
