@@ -62,6 +62,8 @@ def override(config: Any, assignments: list[str]) -> None:
         if key not in config:
             raise ValueError(f"--set {assignment}: the config has no field {key!r}")
         kind = type(config[key])
+        if kind is bool and value not in ("True", "False"):
+            raise ValueError(f"--set {assignment}: {key} is True or False")
         config[key] = value == "True" if kind is bool else kind(value)
 
 

@@ -193,6 +193,8 @@ def test_profile_step_sets_a_recipes_fields_as_their_own_types():
     assert config.d_spectral_norm is False
     with pytest.raises(ValueError, match="no field 'd_wdith'"):
         profile_step.override(config, ["d_wdith=32"])
+    with pytest.raises(ValueError, match="d_spectral_norm is True or False"):
+        profile_step.override(config, ["d_spectral_norm=true"])
 
 
 def test_profile_step_names_a_fusion_by_its_own_op_name_or_else_its_body_s(tmp_path):
