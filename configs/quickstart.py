@@ -24,8 +24,13 @@ def get_config():
     config.width = 16
     config.num_down = 2
     config.num_res_blocks = 2
-    config.d_width = 16
-    config.d_num_layers = 5
+    # D 24 channels wide at its first layer, 4 layers (its last map 4 x 4), each kernel divided
+    # by its largest singular value (Miyato et al. 2018; not the paper's): it closes more of
+    # both gaps than the paper's D made 16 wide (README, Quick start), for 1.06x the time an
+    # iteration.
+    config.d_width = 24
+    config.d_num_layers = 4
+    config.d_spectral_norm = True
     config.num_train_steps = 1000
     # 5x the paper's rate: on these faces it learns the edit in half the iterations (measured on
     # the validation faces' gap to the truth: the README's Quick start).
