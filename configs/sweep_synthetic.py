@@ -20,6 +20,11 @@ def get_config():
     config.num_train_steps = 800
     config.learning_rate = 1e-3
     config.lr_decay_start = -1
+    # The paper's D, narrowed as the quick start's was when the sweep ran (the quick start's is
+    # now wider and normalized, which is not the paper's).
+    config.d_width = 16
+    config.d_num_layers = 5
+    config.d_spectral_norm = False
     # The paper's models: its attribute image, the re-implementations' WGAN-GP, scored on G's
     # own weights (the quick start's LSGAN, colour transform and average are not the paper's).
     config.adversarial_loss = "wgan_gp"

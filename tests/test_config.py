@@ -63,6 +63,7 @@ def test_the_sweep_trains_the_papers_network_and_losses_whatever_the_quick_start
                   "adam_b2", "d_region_size", "d_spectral_norm"):
         assert sweep[field] == paper[field], field
     assert sweep.ema_decay == 0.0 and sweep.num_train_steps == 800
+    assert (sweep.d_width, sweep.d_num_layers) == (16, 5)  # the D its README results ran with
 
 
 def test_a_mask_loss_without_a_guide_mask_is_refused():
