@@ -374,6 +374,26 @@ def test_a_timed_layer_call_runs_the_forward_pass_and_both_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+
+def test_the_7x7_layers_even_form_is_laxs_convolution_and_forward_only_returns_the_output():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks import layer_speed
+    shape = (2, 8, 3, 5)  # odd on both sides: the even form pads both
+    x, kernel, weights = layer_speed.layer_inputs(shape, "conv7")
+    assert kernel.shape == (7, 7, 3, 5) and weights.shape == (2, 8, 8, 5)
+    even = layer_speed.LAYERS["conv7"][0]["even"]
+    loss, (dx, dk) = layer_speed.layer_call(even, shape, "conv7")()
+    y = layer_speed.conv7_by_lax(x, kernel)
+    assert loss == pytest.approx(float(jnp.sum(y * weights)), rel=1e-5)
+    _, pullback = jax.vjp(layer_speed.conv7_by_lax, x, kernel)
+    for got, want in zip((dx, dk), pullback(weights)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    out = layer_speed.layer_call(even, shape, "conv7", forward_only=True)()
+    np.testing.assert_allclose(out, y, atol=1e-5)
+
 ZEN1 = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 23

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -408,6 +409,37 @@ def test_the_down_layer_sums_shifted_outputs_only_where_that_copies_less():
     assert not shifted(3, 32, 64, 64)  # D's first: 32 > 4 * 3 numbers a pixel
     assert not shifted(256, 512, 4, 4)  # D's next to last: a 4x4 output, 25 / 16 the work
     assert not shifted(512, 1024, 2, 2)  # D's last: a 2x2 output, 9 / 4 the work
+
+
+# (input channels, output channels, stride): odd outputs (E2D2's 32 -> 3, the colour transform's
+# 13), odd inputs (SaGAN's attention network's 3; the judge's, at stride 2), both, neither.
+@pytest.mark.parametrize("channels,features,stride", [(4, 3, 1), (6, 13, 1), (3, 8, 1),
+                                                      (3, 4, 2), (5, 3, 1), (4, 1, 1)])
+def test_a_conv_with_odd_channels_is_flaxs_conv_in_parameters_values_and_gradients(
+        channels, features, stride):
+    # Computed with a zero channel more on the odd side (a speed choice on the CPU).
+    ours = models._conv(features, 7, stride, 3, jnp.float32)
+    flax_conv = models.nn.Conv(features, (7, 7), (stride, stride), padding=((3, 3), (3, 3)))
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 12, 12, channels))
+    params = _init(ours, x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, _init(flax_conv, x))
+    np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), atol=1e-5)
+    grads = [jax.grad(lambda p, x: jnp.sum(m.apply(p, x) ** 2), argnums=(0, 1))(params, x)
+             for m in (ours, flax_conv)]
+    for a, b in zip(*map(jax.tree.leaves, grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_odd_channels_are_padded_to_even_in_the_program_and_one_channel_is_left_alone():
+    def kernel_shapes(channels, features):
+        conv = models._conv(features, 7, 1, 3, jnp.float32)
+        x = jnp.zeros((1, 8, 8, channels))
+        text = jax.jit(conv.apply).lower(_init(conv, x), x).as_text()
+        return set(re.findall(r"tensor<7x7x(\d+x\d+)xf32>", text))
+
+    assert kernel_shapes(3, 3) == {"3x3", "4x4"}  # the parameter, and the padded kernel
+    assert kernel_shapes(4, 1) == {"4x1"}
+    assert kernel_shapes(4, 4) == {"4x4"}
 
 
 @pytest.mark.parametrize("structure", ["e2d2", "e1d1"])
