@@ -374,7 +374,6 @@ def test_a_timed_layer_call_runs_the_forward_pass_and_both_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-
 def test_the_7x7_layers_even_form_is_laxs_convolution_and_forward_only_returns_the_output():
     import jax
     import jax.numpy as jnp
@@ -393,6 +392,7 @@ def test_the_7x7_layers_even_form_is_laxs_convolution_and_forward_only_returns_t
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     out = layer_speed.layer_call(even, shape, "conv7", forward_only=True)()
     np.testing.assert_allclose(out, y, atol=1e-5)
+
 
 ZEN1 = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -412,7 +412,7 @@ def test_the_down_layer_sums_shifted_outputs_only_where_that_copies_less():
 
 
 # (input channels, output channels, stride): odd outputs (E2D2's 32 -> 3, the colour transform's
-# 13), odd inputs (SaGAN's attention network's 3; the judge's, at stride 2), both, neither.
+# 13), odd inputs (SaGAN's attention network's 3; at stride 1 and 2), both, one channel.
 @pytest.mark.parametrize("channels,features,stride", [(4, 3, 1), (6, 13, 1), (3, 8, 1),
                                                       (3, 4, 2), (5, 3, 1), (4, 1, 1)])
 def test_a_conv_with_odd_channels_is_flaxs_conv_in_parameters_values_and_gradients(
