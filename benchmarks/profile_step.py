@@ -3,6 +3,7 @@
     python -m benchmarks.profile_step --out /tmp/prof [--structure e2d2] [--d_steps 1]
         [--batch_size 16] [--image_size 128] [--conv_impl matmul] [--top 30]
         [--recipe quickstart] [--set d_width=32 --set d_spectral_norm=True]
+        [--perf]   # CPU samples by library (Linux perf) instead of a trace
 
 Compiles the training iteration with XLA's optimized HLO dumped to <out>/hlo, traces 2
 iterations into <out>/trace, then lists the operations (thunks) by time with the layer each
@@ -16,6 +17,14 @@ its thread pool (Eigen's convolutions) counts any wait for a busy pool, may use 
 meanwhile, and can overlap another, so the total is not the wall time; the busy share of each
 pool thread says how full the cores were. `--d_steps 1` isolates the G step (the D steps'
 share shrinks).
+
+`--perf` (Linux, on the CPU) samples the same iterations with `perf record` instead (`perf` on
+the PATH, e.g. from linux-tools; nothing else needed) and splits the CPU time by where it ran:
+YNNPACK's matrix kernels (XLA's products and most convolutions), its other kernels, Eigen
+(the products and convolutions YNNPACK does not take, such as weight gradients), XLA's
+compiled fusions (elementwise work, norms, copies), libc's copies, the kernel, Python. These
+are CPU samples, not launch-to-end times, so nothing counts twice; and it gives the matrix
+kernels' rate: XLA's FLOP count of the iteration over their share of the CPU time.
 """
 
 from __future__ import annotations
@@ -25,12 +34,31 @@ import collections
 import glob
 import importlib
 import json
+import math
 import os
 import re
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
+import time
 from typing import Any
 
 TRACED_ITERATIONS = 2
+PERF_HZ = 999
+# Where a CPU sample ran, by (shared object, symbol); the first family that matches counts it.
+CPU_FAMILIES = (
+    ("YNNPACK's matrix kernels", r"\[\.\] ynn::dot_"),
+    ("YNNPACK's other kernels", r"\[\.\] (ynn|slinky)::"),
+    ("Eigen's products and convolutions", r"\[\.\] .*Eigen::"),
+    ("XLA's compiled fusions", r"^\[JIT\]"),
+    ("libc's copies and fills", r"^libc\S* \[\.\] __mem(move|cpy|set)"),
+    ("allocator", r"\[\.\] (mi_|_mi_|malloc|free|operator (new|delete))"),
+    ("the kernel", r"\[k\]"),
+    ("Python", r"^libpython"),
+    ("other", r""),
+)
 _WRAPPERS = ("ThreadpoolListener", "ThunkExecutor", "SlinkyThreadPool", "PjRt", "Execute")
 
 
@@ -49,10 +77,50 @@ def record(args: argparse.Namespace) -> None:
     override(config, args.set)
     prepared = train_speed.prepare(config)
     train_speed.run_iterations(prepared, 1)
-    jax.profiler.start_trace(f"{args.out}/trace")
-    times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
-    jax.profiler.stop_trace()
-    print(f"traced {TRACED_ITERATIONS} iterations: " + ", ".join(f"{t:.2f} s" for t in times))
+    if args.perf:
+        sampler = _start_perf(args.out)
+        times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
+        _stop_perf(sampler)
+        with open(f"{args.out}/perf_run.json", "w") as f:
+            json.dump({"iteration_s": times, "flops": prepared["flops"],
+                       "cores": os.cpu_count()}, f)
+    else:
+        if os.path.exists(f"{args.out}/perf.data"):  # --analyze reads perf.data where it is
+            os.remove(f"{args.out}/perf.data")
+        jax.profiler.start_trace(f"{args.out}/trace")
+        times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
+        jax.profiler.stop_trace()
+    print(f"{'sampled' if args.perf else 'traced'} {TRACED_ITERATIONS} iterations: "
+          + ", ".join(f"{t:.2f} s" for t in times))
+
+
+def _start_perf(out: str) -> subprocess.Popen:
+    """`perf record` on this process, returned once it is sampling."""
+    perf = shutil.which("perf")
+    if not perf:
+        sys.exit("--perf needs Linux perf on the PATH (e.g. apt install linux-tools-generic)")
+    os.makedirs(out, exist_ok=True)
+    data = f"{out}/perf.data"
+    if os.path.exists(data):
+        os.remove(data)
+    sampler = subprocess.Popen([perf, "record", "-e", "cpu-clock", "-F", str(PERF_HZ), "-p",
+                                str(os.getpid()), "-o", data],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(100):  # perf writes its header once attached
+        if sampler.poll() is not None:
+            error = sampler.stderr.read().decode().strip().splitlines() or ["no message"]
+            sys.exit(f"perf record stopped: {error[0]} (kernel.perf_event_paranoid must allow "
+                     f"profiling one's own process: 2 or less)")
+        if os.path.exists(data) and os.path.getsize(data):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return sampler
+
+
+def _stop_perf(sampler: subprocess.Popen) -> None:
+    sampler.send_signal(signal.SIGINT)
+    sampler.wait(timeout=120)
 
 
 def override(config: Any, assignments: list[str]) -> None:
@@ -156,8 +224,53 @@ def _hlo_sources(out: str) -> dict[str, tuple[str, str]]:
             for name, (shape, source, calls) in instructions.items()}
 
 
+def cpu_split(report: str) -> tuple[dict[str, float], list[tuple[float, str]], float]:
+    """From `perf report --sort dso,sym --stdio` text of a cpu-clock recording: per cent of the
+    samples in each of CPU_FAMILIES, (per cent, line) per symbol, and the CPU seconds sampled."""
+    shares = {name: 0.0 for name, _ in CPU_FAMILIES}
+    symbols, cpu_ns = [], float("nan")
+    for line in report.splitlines():
+        count = re.match(r"# Event count \(approx\.\): (\d+)", line)
+        if count:
+            cpu_ns = float(count.group(1))  # cpu-clock counts nanoseconds
+        m = re.match(r"\s*([\d.]+)%\s+(.*\S)\s*$", line)
+        if not m:
+            continue
+        share, rest = float(m.group(1)), re.sub(r"\s{2,}", " ", m.group(2))
+        family = next(name for name, pattern in CPU_FAMILIES if re.search(pattern, rest))
+        shares[family] += share
+        symbols.append((share, rest))
+    return shares, symbols, cpu_ns / 1e9
+
+
+def analyze_perf(out: str, top: int) -> None:
+    """Prints the CPU samples' split by family and the top symbols (--perf)."""
+    perf = shutil.which("perf") or sys.exit("reading perf.data needs perf on the PATH")
+    report = subprocess.run([perf, "report", "-i", f"{out}/perf.data", "--no-children",
+                             "--sort", "dso,sym", "--stdio", "-g", "none"],
+                            capture_output=True, text=True, check=True).stdout
+    shares, symbols, cpu_s = cpu_split(report)
+    with open(f"{out}/perf_run.json") as f:
+        run = json.load(f)
+    print(f"CPU time of {TRACED_ITERATIONS} iterations (median "
+          f"{statistics.median(run['iteration_s']):.2f} s each, {run['cores']} cores): "
+          f"{cpu_s / TRACED_ITERATIONS:.1f} CPU s an iteration, by where it ran:")
+    for name, share in shares.items():
+        print(f"{share:6.1f}%  {name}")
+    matrix_s = shares[CPU_FAMILIES[0][0]] / 100 * cpu_s / TRACED_ITERATIONS
+    if matrix_s > 0 and math.isfinite(run["flops"]):
+        print(f"the iteration's FLOPs (XLA's count) over the matrix kernels' CPU time: "
+              f"{run['flops'] / matrix_s / 1e9:.0f} GFLOP/s a core (a bound: Eigen does some)")
+    print("\ntop symbols:")
+    for share, line in symbols[:top]:
+        print(f"{share:6.1f}%  {line[:110]}")
+
+
 def analyze(out: str, top: int) -> None:
-    """Prints the top thunks, then the totals by kind of operation."""
+    """Prints the top thunks, then the totals by kind of operation (or, after --perf, the CPU
+    samples' split)."""
+    if os.path.exists(f"{out}/perf.data"):
+        return analyze_perf(out, top)
     times, busy = op_times(_trace_events(out), TRACED_ITERATIONS)
     sources = _hlo_sources(out)
     print("pool threads busy: " + ", ".join(f"{share:.0%}" for share in busy.values())
@@ -188,10 +301,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field over the recipe's (repeatable)")
+    parser.add_argument("--perf", action="store_true",
+                        help="sample the CPU with Linux perf instead of tracing (CPU only)")
     args = parser.parse_args(argv)
     if args.analyze:
         return analyze(args.analyze, args.top)
     record(args)
+    if args.perf:
+        return analyze_perf(args.out, args.top)
     try:
         import xprof  # noqa: F401
     except ImportError:
@@ -202,4 +319,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from msagan_jax import allocator, console
+
+    console.choose_platform()  # as main.py and train_speed: a CPU run gets mimalloc...
+    allocator.use_mimalloc()  # ...(this command again, preloaded), so it profiles what runs
     main()

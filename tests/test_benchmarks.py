@@ -219,6 +219,34 @@ def test_profile_step_names_a_fusion_by_its_own_op_name_or_else_its_body_s(tmp_p
     assert sources["copy.3"][1].endswith("jvp(Generator)/F/copy")
 
 
+def test_profile_steps_cpu_split_counts_each_sample_once_by_where_it_ran():
+    from benchmarks import profile_step
+
+    report = (
+        "# Samples: 32K of event 'cpu-clock:ppp'\n"
+        "# Event count (approx.): 64000000000\n#\n"
+        "# Overhead  Shared Object         Symbol\n#\n"
+        "    25.31%  libjax_common.so      [.] ynn::dot_fp32_5x64x1_1x16x1_avx512\n"
+        "    10.00%  libjax_common.so      [.] ynn::sum_kn_fp32_avx512\n"
+        "     2.55%  libjax_common.so      [.] Eigen::internal::gemm_pack_colmajor_block<float,"
+        " long, Eigen::internal::TensorContractionSubMapper<float>>::operator()\n"
+        "    20.00%  [JIT] tid 2677        [.] 0x00007f048586119b\n"
+        "     2.05%  libc.so.6             [.] __memmove_avx512_unaligned_erms\n"
+        "     0.20%  libc.so.6             [.] qsort\n"
+        "     0.21%  libmimalloc.so        [.] mi_malloc\n"
+        "     0.31%  [kernel.kallsyms]     [k] clear_page_erms\n"
+        "     0.61%  libpython3.11.so.1.0  [.] _PyEval_EvalFrameDefault\n")
+    shares, symbols, cpu_s = profile_step.cpu_split(report)
+    assert shares == pytest.approx({
+        "YNNPACK's matrix kernels": 25.31, "YNNPACK's other kernels": 10.0,
+        "Eigen's products and convolutions": 2.55, "XLA's compiled fusions": 20.0,
+        "libc's copies and fills": 2.05, "allocator": 0.21, "the kernel": 0.31,
+        "Python": 0.61, "other": 0.20})
+    assert cpu_s == 64.0
+    assert len(symbols) == 9
+    assert symbols[0] == (25.31, "libjax_common.so [.] ynn::dot_fp32_5x64x1_1x16x1_avx512")
+
+
 def test_profile_step_times_a_pool_operation_from_its_launch_to_its_end_event():
     from benchmarks import profile_step
 
