@@ -63,9 +63,13 @@ _WRAPPERS = ("ThreadpoolListener", "ThunkExecutor", "SlinkyThreadPool", "PjRt", 
 
 
 def record(args: argparse.Namespace) -> None:
-    """Dumps the HLO and traces TRACED_ITERATIONS iterations (after one warm-up)."""
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={args.out}/hlo"
-                               " --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$")
+    """Dumps the HLO and traces TRACED_ITERATIONS iterations (after one warm-up); with --perf,
+    samples them instead (no dump: the analysis reads none)."""
+    perf = _perf_binary() if args.perf else None  # before the compile: a missing perf exits now
+    if not perf:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_dump_to={args.out}/hlo"
+                                   " --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$")
     import jax
 
     from benchmarks import train_speed
@@ -77,8 +81,8 @@ def record(args: argparse.Namespace) -> None:
     override(config, args.set)
     prepared = train_speed.prepare(config)
     train_speed.run_iterations(prepared, 1)
-    if args.perf:
-        sampler = _start_perf(args.out)
+    if perf:
+        sampler = _start_perf(perf, args.out)
         times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
         _stop_perf(sampler)
         with open(f"{args.out}/perf_run.json", "w") as f:
@@ -94,11 +98,14 @@ def record(args: argparse.Namespace) -> None:
           + ", ".join(f"{t:.2f} s" for t in times))
 
 
-def _start_perf(out: str) -> subprocess.Popen:
+def _perf_binary() -> str:
+    """perf's path; exits in one line without it."""
+    return shutil.which("perf") or sys.exit(
+        "--perf needs Linux perf on the PATH (e.g. apt install linux-tools-generic)")
+
+
+def _start_perf(perf: str, out: str) -> subprocess.Popen:
     """`perf record` on this process, returned once it is sampling."""
-    perf = shutil.which("perf")
-    if not perf:
-        sys.exit("--perf needs Linux perf on the PATH (e.g. apt install linux-tools-generic)")
     os.makedirs(out, exist_ok=True)
     data = f"{out}/perf.data"
     if os.path.exists(data):
@@ -245,8 +252,7 @@ def cpu_split(report: str) -> tuple[dict[str, float], list[tuple[float, str]], f
 
 def analyze_perf(out: str, top: int) -> None:
     """Prints the CPU samples' split by family and the top symbols (--perf)."""
-    perf = shutil.which("perf") or sys.exit("reading perf.data needs perf on the PATH")
-    report = subprocess.run([perf, "report", "-i", f"{out}/perf.data", "--no-children",
+    report = subprocess.run([_perf_binary(), "report", "-i", f"{out}/perf.data", "--no-children",
                              "--sort", "dso,sym", "--stdio", "-g", "none"],
                             capture_output=True, text=True, check=True).stdout
     shares, symbols, cpu_s = cpu_split(report)
