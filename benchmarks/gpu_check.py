@@ -2,7 +2,8 @@
 
     bash benchmarks/gpu_check.sh                       # on the GPU machine (it calls this)
     GPU_CHECK_TINY=1 JAX_PLATFORMS=cpu bash benchmarks/gpu_check.sh    # tiny, here, on a CPU
-    python -m benchmarks.gpu_check --out DIR [--tiny] [--parts fp32,torch,main,big,xla,bf16]
+    python -m benchmarks.gpu_check --out DIR [--tiny]
+        [--parts fp32,torch,main,big,profile,xla,bf16]
         [--budget_s 480] [--faces 2000] [--work DIR]
 
 Parts, run in this order (an order of priority: a part starts only while the budget lasts,
@@ -21,6 +22,11 @@ each has its own time limit, and a part cut short keeps what it measured):
           eval_every=0), then run main.py again with more iterations: it must resume from the
           saved checkpoint. Its images/s with the data loading, beside the random-batch figure.
   big     train_speed, E1D1 at batch 64 and 256, bfloat16 then float32, auto.
+  profile benchmarks.profile_step's trace of E1D1 at the largest of those batches in bfloat16,
+          auto (the row of the issue's 25%-of-peak target): 2 iterations, packed with what was
+          traced as <out>/profile.tar.gz, to read on any machine with xprof:
+          mkdir p && tar xzf profile.tar.gz -C p && python -m benchmarks.profile_step
+          --analyze p   (device time by operation and layer, busy share, FLOP/s).
   xla     the same with conv_impl=xla (cuDNN's own convolutions) for E1D1 and E2D2, float32
           then bfloat16: the form `auto` does not take on a GPU, kept measured beside it (on
           2026-12-04 matmul was 1.2-1.4x faster; xla needs less memory).
@@ -44,8 +50,9 @@ the other parts compile without it, so every compile time in the table is a cold
 structure compiled after another in the same process may reuse its convolution autotuning.
 
 Writes <out>/gpu_check.json (everything), <out>/gpu_check.md (the tables) and one log per
-part group (env.log, train_speed.log, main_job.log, side_by_side.log): with gpu_check.sh's
-console.log, 7 files, in one folder.
+part group (env.log, train_speed.log (the profile part's too), main_job.log,
+side_by_side.log) and profile.tar.gz: with gpu_check.sh's console.log, 8 files (the device
+tool brings back at most 8), in one folder.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -72,7 +80,8 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
-PARTS = ("fp32", "torch", "main", "big", "xla", "bf16")
+PARTS = ("fp32", "torch", "main", "big", "profile", "xla", "bf16")
+PROFILE_FILE = "profile.tar.gz"
 
 # The tiny recipe (a CPU check of every code path, not a measurement): narrow, shallow, one D
 # step per iteration.
@@ -119,8 +128,8 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
             torch_rounds=2, torch_iterations=1, faces=faces or 40, steps=(2, 4),
             checkpoint_every=2, log_every=1, budget_s=budget_s or 1500, matmul_n=256,
             caps={name: 600 for name in ("env", "fp32", "build", "train", "resume", "torch",
-                                         "bf16", "big_fp32", "big_bf16", "xla_fp32",
-                                         "xla_bf16")},
+                                         "bf16", "big_fp32", "big_bf16", "profile",
+                                         "xla_fp32", "xla_bf16")},
             min_part_s=10)
     # GPU. The caps from the first run (H200, 2026-11-27, budget 380 s): env 16 s; fp32 121 s
     # for 3 of the 4 structures (compiles 13-22 s, plus each one's start, cost analysis and
@@ -131,6 +140,8 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
     # (compiles 38 and 17 s float32, 34 and 22 s bfloat16); build 16 s, train 24 s, resume 22 s;
     # torch 63 s without the cache; bf16 (xla) 112 s for all 4; big_bf16 reached only batch 64
     # in its 126 s (compile 35 s), so it gets 200 s: batch 256 is the issue's 25%-of-peak row.
+    # profile: that row's compile (about 77 s), a warm-up and 2 traced iterations, the trace's
+    # collection, and the start: not yet run on a GPU, so 180 s.
     faces = faces or 2000
     return Settings(
         tiny=False, image_size=128, batch_size=16, iterations=10, recipe={},
@@ -140,7 +151,7 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
         checkpoint_every=100, log_every=20, budget_s=budget_s or 480, matmul_n=8192,
         caps={"env": 45, "fp32": 200, "build": max(60, min(180, 30 + 0.012 * faces)),
               "train": 80, "resume": 50, "torch": 60,
-              "bf16": 200, "big_fp32": 120, "big_bf16": 200, "xla_fp32": 90,
+              "bf16": 200, "big_fp32": 120, "big_bf16": 200, "profile": 180, "xla_fp32": 90,
               "xla_bf16": 100},
         min_part_s=15)
 
@@ -592,6 +603,23 @@ class Run:
             self.train_speed(name, dtype, "auto", ("e1d1",), self.s.big_batches,
                              self.s.big_iterations)
 
+    def part_profile(self) -> None:
+        limit = self.part_limit("profile")
+        if limit is None:
+            self.record("profile", "skipped", note="no budget left")
+            return
+        folder = self.work / "profile"
+        command = [self.py, "-m", "benchmarks.profile_step", "--out", str(folder),
+                   "--structure", "e1d1", "--batch_size", str(self.s.big_batches[-1]),
+                   "--image_size", str(self.s.image_size), "--compute_dtype", "bfloat16",
+                   "--top", "40", *self.recipe_flags("--set=")]
+        r = self.child("profile", command, "train_speed.log", limit)
+        packed = pack_profile(folder, self.out / PROFILE_FILE) if r["rc"] == 0 else None
+        note = (f"{PROFILE_FILE}: {packed / 2**20:.1f} MiB" if packed is not None
+                else _tail(self.out / "train_speed.log", 4)[-300:])
+        self.record("profile", "ok" if packed is not None else
+                    ("timeout" if r["timed_out"] else "failed"), **r, note=note)
+
     def part_xla(self) -> None:
         for dtype, name in (("float32", "xla_fp32"), ("bfloat16", "xla_bf16")):
             self.train_speed(name, dtype, "xla", self.s.xla_structures,
@@ -728,7 +756,8 @@ class Run:
             self.finish()
             return
         steps = {"fp32": self.part_fp32, "main": self.part_main, "torch": self.part_torch,
-                 "bf16": self.part_bf16, "big": self.part_big, "xla": self.part_xla}
+                 "bf16": self.part_bf16, "big": self.part_big, "profile": self.part_profile,
+                 "xla": self.part_xla}
         for name in PARTS:
             if name in parts:
                 steps[name]()
@@ -794,6 +823,20 @@ class Worker:
 
 
 # --- Summaries and the tables (pure functions of the report: tests/test_benchmarks.py) -------
+
+def pack_profile(folder: pathlib.Path, target: pathlib.Path) -> int | None:
+    """profile_step's run.json, newest trace and optimized HLO of the iteration under
+    `folder`, as one .tar.gz at `target` with the paths --analyze reads; its size in bytes, or
+    None when nothing was traced."""
+    traces = sorted(folder.glob("trace/plugins/profile/*/*.xplane.pb"))
+    if not traces or not (folder / "run.json").is_file():
+        return None
+    hlo = sorted(folder.glob("hlo/*jit_train_iteration.*after_optimizations.txt"))
+    with tarfile.open(target, "w:gz") as tar:
+        for path in (folder / "run.json", traces[-1], *hlo[-1:]):
+            tar.add(path, arcname=str(path.relative_to(folder)))
+    return target.stat().st_size
+
 
 def summarize_side_by_side(rounds: list[dict[str, list[float]]]) -> dict[str, Any]:
     """Per system: each round's median and the median of all its times; ours/torch speed

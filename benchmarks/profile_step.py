@@ -2,7 +2,8 @@
 
     python -m benchmarks.profile_step --out /tmp/prof [--structure e2d2] [--d_steps 1]
         [--batch_size 16] [--image_size 128] [--conv_impl matmul] [--top 30]
-        [--recipe quickstart] [--set d_width=32 --set d_spectral_norm=True]
+        [--compute_dtype bfloat16] [--recipe quickstart]
+        [--set d_width=32 --set d_spectral_norm=True]
         [--perf]   # CPU samples by library (Linux perf) instead of a trace
 
 Compiles the training iteration with XLA's optimized HLO dumped to <out>/hlo, traces 2
@@ -25,6 +26,13 @@ YNNPACK's matrix kernels (XLA's products and most convolutions), its other kerne
 compiled fusions (elementwise work, norms, copies), libc's copies, the kernel, Python. These
 are CPU samples, not launch-to-end times, so nothing counts twice; and it gives the matrix
 kernels' rate: XLA's FLOP count of the iteration over their share of the CPU time.
+
+On a GPU the trace is read by xprof's `hlo_stats` (each HLO operation's own device time, its
+FLOP rate and what bounds it): how busy the device was in the iteration's wall time, the
+iteration's FLOP/s against the card's bf16 peak, the top operations with their layers, and
+the totals by category. The trace can be read on another machine (no GPU needed): copy the
+--out folder's run.json and trace/ there, then --analyze it (benchmarks/gpu_check.py's
+profile part packs them into one file).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import time
 from typing import Any
 
 TRACED_ITERATIONS = 2
+RUN_FILE = "run.json"  # what was traced, and how long its iterations took
 PERF_HZ = 999
 # Where a CPU sample ran, by (shared object, symbol); the first family that matches counts it.
 CPU_FAMILIES = (
@@ -73,10 +82,11 @@ def record(args: argparse.Namespace) -> None:
     import jax
 
     from benchmarks import train_speed
+    from msagan_jax import models
 
     recipe = importlib.import_module(f"configs.{args.recipe}").get_config()
     config = train_speed.make_config(recipe, args.structure, args.batch_size,
-                                     args.image_size, "float32", args.conv_impl)
+                                     args.image_size, args.compute_dtype, args.conv_impl)
     config.d_steps = args.d_steps
     override(config, args.set)
     prepared = train_speed.prepare(config)
@@ -85,17 +95,21 @@ def record(args: argparse.Namespace) -> None:
         sampler = _start_perf(perf, args.out)
         times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
         _stop_perf(sampler)
-        with open(f"{args.out}/perf_run.json", "w") as f:
-            json.dump({"iteration_s": times, "flops": prepared["flops"],
-                       "cores": os.cpu_count()}, f)
     else:
         if os.path.exists(f"{args.out}/perf.data"):  # --analyze reads perf.data where it is
             os.remove(f"{args.out}/perf.data")
         jax.profiler.start_trace(f"{args.out}/trace")
         times = train_speed.run_iterations(prepared, TRACED_ITERATIONS)
         jax.profiler.stop_trace()
+    device = jax.devices()[0]
+    with open(f"{args.out}/{RUN_FILE}", "w") as f:
+        json.dump({"iteration_s": times, "flops": prepared["flops"], "cores": os.cpu_count(),
+                   "platform": device.platform, "device_kind": device.device_kind,
+                   "structure": config.structure, "batch_size": config.batch_size,
+                   "image_size": config.image_size, "compute_dtype": config.compute_dtype,
+                   "conv_impl": models.resolve_conv_impl(config.conv_impl)}, f, indent=1)
     print(f"{'sampled' if args.perf else 'traced'} {TRACED_ITERATIONS} iterations: "
-          + ", ".join(f"{t:.2f} s" for t in times))
+          + ", ".join(f"{t:.3f} s" for t in times))
 
 
 def _perf_binary() -> str:
@@ -142,17 +156,28 @@ def override(config: Any, assignments: list[str]) -> None:
         config[key] = value == "True" if kind is bool else kind(value)
 
 
-def _trace_events(out: str) -> list[dict]:
-    """The trace's events as xprof's trace viewer gives them (needs xprof)."""
+def _xplane(out: str) -> str:
+    """The newest trace under <out>/trace (its folders are named by time)."""
+    path = glob.glob(f"{out}/trace/plugins/profile/*/*.xplane.pb")
+    if not path:
+        sys.exit(f"no trace under {out}/trace: run without --analyze first")
+    return sorted(path)[-1]
+
+
+def _xprof_tool(out: str, tool: str) -> Any:
+    """What one of xprof's tools (trace_viewer, hlo_stats) makes of the newest trace, as JSON
+    (needs xprof)."""
     try:
         from xprof.convert import raw_to_tool_data
     except ImportError:
         sys.exit("reading the trace needs xprof: pip install xprof, then --analyze " + out)
-    path = glob.glob(f"{out}/trace/plugins/profile/*/*.xplane.pb")
-    if not path:
-        sys.exit(f"no trace under {out}/trace: run without --analyze first")
-    data, _ = raw_to_tool_data.xspace_to_tool_data([sorted(path)[-1]], "trace_viewer", {})
-    return json.loads(data)["traceEvents"]
+    data, _ = raw_to_tool_data.xspace_to_tool_data([_xplane(out)], tool, {})
+    return json.loads(data)
+
+
+def _trace_events(out: str) -> list[dict]:
+    """The trace's events as xprof's trace viewer gives them."""
+    return _xprof_tool(out, "trace_viewer")["traceEvents"]
 
 
 def _union(intervals: list[tuple[float, float]]) -> float:
@@ -256,8 +281,7 @@ def analyze_perf(out: str, top: int) -> None:
                              "--sort", "dso,sym", "--stdio", "-g", "none"],
                             capture_output=True, text=True, check=True).stdout
     shares, symbols, cpu_s = cpu_split(report)
-    with open(f"{out}/perf_run.json") as f:
-        run = json.load(f)
+    run = _read_run(out) or sys.exit(f"no {RUN_FILE} in {out}: run with --perf again")
     print(f"CPU time of {TRACED_ITERATIONS} iterations (median "
           f"{statistics.median(run['iteration_s']):.2f} s each, {run['cores']} cores): "
           f"{cpu_s / TRACED_ITERATIONS:.1f} CPU s an iteration, by where it ran:")
@@ -272,11 +296,74 @@ def analyze_perf(out: str, top: int) -> None:
         print(f"{share:6.1f}%  {line[:110]}")
 
 
+def _read_run(out: str) -> dict[str, Any]:
+    """The run.json that record() wrote beside the trace ({} for a trace without one: CPU)."""
+    path = f"{out}/{RUN_FILE}"
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def hlo_stats_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """xprof's hlo_stats table (a DataTable: `cols` with ids, `rows` of cells `{"v": value}`)
+    as one dict per HLO operation, keyed by column id."""
+    ids = [col["id"] for col in table["cols"]]
+    return [{name: (cell or {}).get("v") for name, cell in zip(ids, row["c"])}
+            for row in table.get("rows", [])]
+
+
+def device_split(rows: list[dict[str, Any]], iterations: int
+                 ) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+    """From hlo_stats rows: the operations by their own device time (largest first), each with
+    `ms` (its self time per iteration); ms per iteration by category; the device's busy ms per
+    iteration (the sum of self times: more than the wall time where streams overlap)."""
+    ops = sorted(({**row, "ms": float(row.get("total_self_time") or 0) / 1e3 / iterations}
+                  for row in rows), key=lambda op: -op["ms"])
+    categories: collections.Counter = collections.Counter()
+    for op in ops:
+        categories[op.get("category") or "?"] += op["ms"]
+    return ops, dict(categories.most_common()), sum(op["ms"] for op in ops)
+
+
+def analyze_device(out: str, top: int, run: dict[str, Any]) -> None:
+    """Prints a GPU trace's summary from xprof's hlo_stats: busy share, FLOP rate against the
+    card's bf16 peak, the top operations with their layers, the totals by category."""
+    from benchmarks import train_speed
+
+    ops, categories, busy_ms = device_split(hlo_stats_rows(_xprof_tool(out, "hlo_stats")),
+                                            TRACED_ITERATIONS)
+    if not busy_ms:
+        sys.exit(f"{_xplane(out)}: xprof's hlo_stats lists no device operations")
+    wall_ms = 1e3 * statistics.median(run["iteration_s"])
+    peak, source = train_speed.peak_tflops(run.get("device_kind", ""))
+    tflops = run["flops"] / wall_ms / 1e9
+    print(f"{run.get('device_kind')}: {run.get('structure')}, batch {run.get('batch_size')}, "
+          f"{run.get('image_size')} px, {run.get('compute_dtype')}, {run.get('conv_impl')}; "
+          f"an iteration {wall_ms:.1f} ms (median of {len(run['iteration_s'])} traced), the "
+          f"device busy {busy_ms:.1f} ms of it ({busy_ms / wall_ms:.0%})")
+    print(f"{run['flops'] / 1e12:.2f} TFLOP an iteration (XLA's count): {tflops:.1f} TFLOP/s"
+          + (f", {tflops / peak:.1%} of the bf16 peak {peak:g} ({source})" if peak else ""))
+    print("\nown device time per iteration, largest first:")
+    for op in ops[:top]:
+        rate = float(op.get("model_flop_rate") or 0) / 1e3
+        layer = re.sub(r"^jit\(train_iteration\)/", "", str(op.get("tf_op_name") or ""))
+        print(f"{op['ms']:8.2f} ms {op['ms'] / busy_ms:6.1%}  {str(op.get('category'))[:14]:14s}"
+              f" {rate:7.1f} TFLOP/s  {str(op.get('bound_by') or '')[:10]:10s}"
+              f" {str(op.get('hlo_op_name'))[:28]:28s} {layer[-70:]}")
+    print("\nby category:")
+    for name, ms in categories.items():
+        print(f"{ms:8.2f} ms {ms / busy_ms:6.1%}  {name}")
+
+
 def analyze(out: str, top: int) -> None:
     """Prints the top thunks, then the totals by kind of operation (or, after --perf, the CPU
-    samples' split)."""
+    samples' split; for a GPU's trace, analyze_device's summary)."""
     if os.path.exists(f"{out}/perf.data"):
         return analyze_perf(out, top)
+    run = _read_run(out)
+    if run.get("platform", "cpu") != "cpu":
+        return analyze_device(out, top, run)
     times, busy = op_times(_trace_events(out), TRACED_ITERATIONS)
     sources = _hlo_sources(out)
     print("pool threads busy: " + ", ".join(f"{share:.0%}" for share in busy.values())
@@ -304,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--conv_impl", default=None)
+    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field over the recipe's (repeatable)")

@@ -126,7 +126,30 @@ def test_settings():
     assert gpu.dataset_config == "128_n2000_s0"
     assert gpu_check.settings(False, faces=10000).dataset_config == "128"  # the standard one
     assert set(gpu.caps) >= {"env", "fp32", "build", "train", "resume", "torch", "bf16",
-                             "big_fp32", "big_bf16", "xla_fp32", "xla_bf16"}
+                             "big_fp32", "big_bf16", "profile", "xla_fp32", "xla_bf16"}
+
+
+def test_the_profile_part_packs_the_newest_trace_where_analyze_reads_it_and_nothing_untraced(
+        tmp_path):
+    import tarfile
+
+    folder, target = tmp_path / "profile", tmp_path / "out" / "profile.tar.gz"
+    target.parent.mkdir()
+    (folder / "hlo").mkdir(parents=True)
+    (folder / "run.json").write_text("{}")
+    assert gpu_check.pack_profile(folder, target) is None and not target.exists()
+    for stamp in ("2026_12_06_10_00_00", "2026_12_06_11_00_00"):
+        (folder / "trace/plugins/profile" / stamp).mkdir(parents=True)
+        (folder / "trace/plugins/profile" / stamp / "host.xplane.pb").write_bytes(b"x")
+    (folder / "hlo/module_0002.jit_train_iteration.sm_9.0_gpu_after_optimizations.txt"
+     ).write_text("HloModule")
+    (folder / "hlo/module_0002.jit_train_iteration.before_optimizations.txt").write_text("")
+    size = gpu_check.pack_profile(folder, target)
+    assert size == target.stat().st_size > 0
+    with tarfile.open(target) as tar:
+        assert sorted(tar.getnames()) == [
+            "hlo/module_0002.jit_train_iteration.sm_9.0_gpu_after_optimizations.txt",
+            "run.json", "trace/plugins/profile/2026_12_06_11_00_00/host.xplane.pb"]
 
 
 def test_light_imports_and_peak_table():
@@ -245,6 +268,31 @@ def test_profile_steps_cpu_split_counts_each_sample_once_by_where_it_ran():
     assert cpu_s == 64.0
     assert len(symbols) == 9
     assert symbols[0] == (25.31, "libjax_common.so [.] ynn::dot_fp32_5x64x1_1x16x1_avx512")
+
+
+def test_profile_step_splits_a_gpu_traces_device_time_by_operation_and_category():
+    from benchmarks import profile_step
+
+    cols = ["rank", "program_id", "category", "hlo_op_name", "tf_op_name", "occurrences",
+            "total_self_time", "model_flop_rate", "bound_by"]
+    table = {"cols": [{"id": c, "label": c.title(), "type": "string"} for c in cols],
+             "rows": [{"c": [{"v": v} for v in row]} for row in (
+                 [2, "1", "fusion", "loop_fusion.3", "jit(train_iteration)/F/relu", 4, 1000.0,
+                  50.0, "HBM"],
+                 [1, "1", "convolution", "cudnn-conv.7", "jit(train_iteration)/transpose(jvp("
+                  "Generator))/F/decoder/Conv_0/conv_general_dilated", 2, 6000.0, 400000.0,
+                  "Compute"],
+                 [3, "1", "fusion", "input_fusion.1", "", 2, 3000.0, None, None])]}
+    rows = profile_step.hlo_stats_rows(table)
+    assert rows[1]["hlo_op_name"] == "cudnn-conv.7" and rows[2]["model_flop_rate"] is None
+    ops, categories, busy_ms = profile_step.device_split(rows, iterations=2)
+    assert [op["hlo_op_name"] for op in ops] == ["cudnn-conv.7", "input_fusion.1",
+                                                  "loop_fusion.3"]
+    assert [op["ms"] for op in ops] == pytest.approx([3.0, 1.5, 0.5])  # own time / iterations
+    assert categories == pytest.approx({"convolution": 3.0, "fusion": 2.0})
+    assert list(categories) == ["convolution", "fusion"]  # largest first
+    assert busy_ms == pytest.approx(5.0)
+    assert profile_step.hlo_stats_rows({"cols": table["cols"]}) == []  # a CPU trace: no rows
 
 
 def test_profile_step_times_a_pool_operation_from_its_launch_to_its_end_event():
