@@ -82,6 +82,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
 PARTS = ("fp32", "torch", "main", "big", "profile", "xla", "bf16")
 PROFILE_FILE = "profile.tar.gz"
+MAX_RETURNED_BYTES = 16 * 2**20  # the device tool brings back no file larger
 
 # The tiny recipe (a CPU check of every code path, not a measurement): narrow, shallow, one D
 # step per iteration.
@@ -824,17 +825,21 @@ class Worker:
 
 # --- Summaries and the tables (pure functions of the report: tests/test_benchmarks.py) -------
 
-def pack_profile(folder: pathlib.Path, target: pathlib.Path) -> int | None:
+def pack_profile(folder: pathlib.Path, target: pathlib.Path,
+                 max_bytes: int = MAX_RETURNED_BYTES) -> int | None:
     """profile_step's run.json, newest trace and optimized HLO of the iteration under
-    `folder`, as one .tar.gz at `target` with the paths --analyze reads; its size in bytes, or
-    None when nothing was traced."""
+    `folder`, as one .tar.gz at `target` with the paths --analyze reads (the HLO left out if
+    the file would be over `max_bytes`); its size in bytes, or None when nothing was traced."""
     traces = sorted(folder.glob("trace/plugins/profile/*/*.xplane.pb"))
     if not traces or not (folder / "run.json").is_file():
         return None
-    hlo = sorted(folder.glob("hlo/*jit_train_iteration.*after_optimizations.txt"))
-    with tarfile.open(target, "w:gz") as tar:
-        for path in (folder / "run.json", traces[-1], *hlo[-1:]):
-            tar.add(path, arcname=str(path.relative_to(folder)))
+    hlo = sorted(folder.glob("hlo/*jit_train_iteration.*after_optimizations.txt"))[-1:]
+    for extra in (hlo, []) if hlo else ([],):
+        with tarfile.open(target, "w:gz") as tar:
+            for path in (folder / "run.json", traces[-1], *extra):
+                tar.add(path, arcname=str(path.relative_to(folder)))
+        if target.stat().st_size <= max_bytes:
+            break
     return target.stat().st_size
 
 
