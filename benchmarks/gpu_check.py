@@ -3,7 +3,7 @@
     bash benchmarks/gpu_check.sh                       # on the GPU machine (it calls this)
     GPU_CHECK_TINY=1 JAX_PLATFORMS=cpu bash benchmarks/gpu_check.sh    # tiny, here, on a CPU
     python -m benchmarks.gpu_check --out DIR [--tiny]
-        [--parts fp32,torch,main,big,profile,xla,bf16]
+        [--parts fp32,profile,torch,main,big,xla,bf16]
         [--budget_s 480] [--faces 2000] [--work DIR]
 
 Parts, run in this order (an order of priority: a part starts only while the budget lasts,
@@ -13,6 +13,13 @@ each has its own time limit, and a part cut short keeps what it measured):
           measured ceiling, beside its datasheet peak); that every package we import imports.
   fp32    benchmarks.train_speed, the four structures, float32, conv_impl=auto (the form the
           runs take: matmul on a GPU since the H200 run of 2026-12-04).
+  profile benchmarks.profile_step's trace of E1D1 at batch 256 in bfloat16, auto: the row of
+          the issue's one unmet GPU target (25% of the bf16 peak; its only measurement,
+          2026-11-27, predates the matmul form), so second: 2 traced iterations (their time and
+          FLOP/s against the peak in the parts table), packed with what was traced as
+          <out>/profile.tar.gz, to read on any machine with xprof: mkdir p && tar xzf
+          profile.tar.gz -C p && python -m benchmarks.profile_step --analyze p   (device time
+          by operation and layer, busy share, FLOP/s).
   torch   PyTorch's E2D2 (benchmarks/torch_reference.py) against ours, E2D2 and E1D1, float32,
           on the same device, alternating torch, ours, torch, ours... in two long-lived worker
           processes (each compiled and warmed up once), medians.
@@ -22,11 +29,6 @@ each has its own time limit, and a part cut short keeps what it measured):
           eval_every=0), then run main.py again with more iterations: it must resume from the
           saved checkpoint. Its images/s with the data loading, beside the random-batch figure.
   big     train_speed, E1D1 at batch 64 and 256, bfloat16 then float32, auto.
-  profile benchmarks.profile_step's trace of E1D1 at the largest of those batches in bfloat16,
-          auto (the row of the issue's 25%-of-peak target): 2 iterations, packed with what was
-          traced as <out>/profile.tar.gz, to read on any machine with xprof:
-          mkdir p && tar xzf profile.tar.gz -C p && python -m benchmarks.profile_step
-          --analyze p   (device time by operation and layer, busy share, FLOP/s).
   xla     the same with conv_impl=xla (cuDNN's own convolutions) for E1D1 and E2D2, float32
           then bfloat16: the form `auto` does not take on a GPU, kept measured beside it (on
           2026-12-04 matmul was 1.2-1.4x faster; xla needs less memory).
@@ -41,7 +43,8 @@ parts for a second call). The first run (budget 380 s, the old order fp32, main,
 big, matmul) got env, 3 of fp32's 4, main, torch and 1 of bf16's 4; the second (2026-12-04,
 480 s, the order fp32, matmul, main, big, torch, bf16, with xla the form of fp32, big and bf16)
 got env, fp32, matmul, main and 1 of big's 4, and a second call (GPU_CHECK_PARTS=torch,bf16,
-budget 250 s) torch and bf16.
+budget 250 s) torch and bf16. The order since 2026-12-06 (fp32, profile, torch, main, big, xla,
+bf16; not yet run) puts the unmet target's row before the targets met on 2026-12-04.
 Without a GPU (and without --tiny) the run stops after the env part. The main part builds
 2,000 faces; GPU_CHECK_FACES=10000 builds the standard celebamask_synthetic/128. JAX's
 persistent compilation cache (a fresh folder per run) lets the torch and main parts reuse the
@@ -80,7 +83,7 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
-PARTS = ("fp32", "torch", "main", "big", "profile", "xla", "bf16")
+PARTS = ("fp32", "profile", "torch", "main", "big", "xla", "bf16")
 PROFILE_FILE = "profile.tar.gz"
 MAX_RETURNED_BYTES = 16 * 2**20  # the device tool brings back no file larger
 
@@ -141,8 +144,8 @@ def settings(tiny: bool, budget_s: float | None = None, faces: int | None = None
     # (compiles 38 and 17 s float32, 34 and 22 s bfloat16); build 16 s, train 24 s, resume 22 s;
     # torch 63 s without the cache; bf16 (xla) 112 s for all 4; big_bf16 reached only batch 64
     # in its 126 s (compile 35 s), so it gets 200 s: batch 256 is the issue's 25%-of-peak row.
-    # profile: that row's compile (about 77 s), a warm-up and 2 traced iterations, the trace's
-    # collection, and the start: not yet run on a GPU, so 180 s.
+    # profile: E1D1's compile at batch 256 in bf16 (77 s), a warm-up and 2 traced iterations,
+    # the trace's collection, and the start: not yet run on a GPU, so 180 s.
     faces = faces or 2000
     return Settings(
         tiny=False, image_size=128, batch_size=16, iterations=10, recipe={},
@@ -616,9 +619,13 @@ class Run:
                    "--top", "40", *self.recipe_flags("--set=")]
         r = self.child("profile", command, "train_speed.log", limit)
         packed = pack_profile(folder, self.out / PROFILE_FILE) if r["rc"] == 0 else None
-        note = (f"{PROFILE_FILE}: {packed / 2**20:.1f} MiB" if packed is not None
+        traced = _read_json(folder / "run.json") if packed is not None else None
+        if traced:
+            self.report["profile"] = {**traced, **traced_speed(
+                traced, self.report["env"].get("peak_tflops")), "file_bytes": packed}
+        note = (profile_note(self.report["profile"]) if traced
                 else _tail(self.out / "train_speed.log", 4)[-300:])
-        self.record("profile", "ok" if packed is not None else
+        self.record("profile", "ok" if traced else
                     ("timeout" if r["timed_out"] else "failed"), **r, note=note)
 
     def part_xla(self) -> None:
@@ -824,6 +831,23 @@ class Worker:
 
 
 # --- Summaries and the tables (pure functions of the report: tests/test_benchmarks.py) -------
+
+def traced_speed(run: dict[str, Any], peak_tflops: float | None) -> dict[str, Any]:
+    """From profile_step's run.json: the traced iterations' median time, TFLOP/s and share
+    of the bf16 peak (None where the peak is unknown)."""
+    seconds = statistics.median(run["iteration_s"])
+    tflops = run["flops"] / seconds / 1e12
+    return {"iteration_s_median": seconds, "tflops": tflops,
+            "share_of_peak": tflops / peak_tflops if peak_tflops else None}
+
+
+def profile_note(p: dict[str, Any]) -> str:
+    """The parts table's line for the profile part."""
+    share = "" if p["share_of_peak"] is None else f", {100 * p['share_of_peak']:.1f}% of peak"
+    return (f"{p['structure']} batch {p['batch_size']} {p['compute_dtype']} {p['conv_impl']}, "
+            f"traced: {1e3 * p['iteration_s_median']:.1f} ms an iteration, "
+            f"{p['tflops']:.1f} TFLOP/s{share}; {PROFILE_FILE} {p['file_bytes'] / 2**20:.1f} MiB")
+
 
 def pack_profile(folder: pathlib.Path, target: pathlib.Path,
                  max_bytes: int = MAX_RETURNED_BYTES) -> int | None:

@@ -4,7 +4,7 @@
 #   first, here:   bash benchmarks/fetch_gpu_wheels.sh     # .whl/: what the device image lacks
 #   device tool:   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=560)
 #   a second call for the parts the first did not reach, e.g.:
-#                  run(command="GPU_CHECK_PARTS=profile,bf16 bash benchmarks/gpu_check.sh", ...)
+#                  run(command="GPU_CHECK_PARTS=big,xla,bf16 bash benchmarks/gpu_check.sh", ...)
 #   here, the profile part's trace (xprof installed):
 #                  mkdir p && tar xzf profile.tar.gz -C p
 #                  python -m benchmarks.profile_step --analyze p
@@ -12,8 +12,9 @@
 #                  GPU_CHECK_TINY=1 JAX_PLATFORMS=cpu bash benchmarks/gpu_check.sh
 #
 # Environment: OUT (default /tmp/gpu_check_out; the device tool sets it), GPU_CHECK_TINY,
-# GPU_CHECK_PARTS (fp32,torch,main,big,profile,xla,bf16), GPU_CHECK_BUDGET_S (default 480 on a GPU),
-# GPU_CHECK_FACES (default 2000; 10000 builds the standard celebamask_synthetic/128), PYTHON.
+# GPU_CHECK_PARTS (fp32,profile,torch,main,big,xla,bf16), GPU_CHECK_BUDGET_S (default 480 on
+# a GPU), GPU_CHECK_FACES (default 2000; 10000 builds the standard celebamask_synthetic/128),
+# PYTHON.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -129,6 +129,18 @@ def test_settings():
                              "big_fp32", "big_bf16", "profile", "xla_fp32", "xla_bf16"}
 
 
+def test_the_profile_parts_line_gives_the_traced_iterations_speed_against_the_peak():
+    run = {"iteration_s": [0.30, 0.10, 0.20], "flops": 40e12, "structure": "e1d1",
+           "batch_size": 256, "compute_dtype": "bfloat16", "conv_impl": "matmul"}
+    speed = gpu_check.traced_speed(run, 800.0)
+    assert speed == pytest.approx({"iteration_s_median": 0.2, "tflops": 200.0,
+                                   "share_of_peak": 0.25})
+    assert gpu_check.traced_speed(run, None)["share_of_peak"] is None  # a card not in the table
+    note = gpu_check.profile_note({**run, **speed, "file_bytes": 3 * 2**20})
+    assert note == ("e1d1 batch 256 bfloat16 matmul, traced: 200.0 ms an iteration, 200.0 "
+                    "TFLOP/s, 25.0% of peak; profile.tar.gz 3.0 MiB")
+
+
 def test_the_profile_part_packs_the_newest_trace_where_analyze_reads_it_and_nothing_untraced(
         tmp_path):
     import tarfile
