@@ -311,6 +311,24 @@ def test_profile_step_splits_a_gpu_traces_device_time_by_operation_and_category(
     assert profile_step.hlo_stats_rows({"cols": table["cols"]}) == []  # a CPU trace: no rows
 
 
+def test_profile_step_reads_a_gpu_trace_by_device_time_and_a_cpu_trace_by_thread(
+        tmp_path, monkeypatch, capsys):
+    from benchmarks import profile_step
+
+    calls = []
+    monkeypatch.setattr(profile_step, "analyze_device",
+                        lambda out, top, run: calls.append(("device", run["platform"])))
+    monkeypatch.setattr(profile_step, "_trace_events", lambda out: calls.append("threads") or [])
+    monkeypatch.setattr(profile_step, "_hlo_sources", lambda out: {})
+    (tmp_path / "run.json").write_text(json.dumps({"platform": "gpu", "iteration_s": [0.1]}))
+    profile_step.analyze(str(tmp_path), 5)
+    (tmp_path / "run.json").write_text(json.dumps({"platform": "cpu", "iteration_s": [0.1]}))
+    profile_step.analyze(str(tmp_path), 5)
+    (tmp_path / "run.json").unlink()  # a trace recorded before run.json existed: a CPU's
+    profile_step.analyze(str(tmp_path), 5)
+    assert calls == [("device", "gpu"), "threads", "threads"]
+
+
 def test_profile_step_times_a_pool_operation_from_its_launch_to_its_end_event():
     from benchmarks import profile_step
 
