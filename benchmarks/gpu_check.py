@@ -81,6 +81,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.profile_step import RUN_FILE, traced_speed  # stdlib only at import: no JAX
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRUCTURES = ("e1d1", "e2d2", "e1d2", "e2d1")  # E1D1 and E2D2 first: the torch part needs them
 PARTS = ("fp32", "profile", "torch", "main", "big", "xla", "bf16")
@@ -619,7 +621,7 @@ class Run:
                    "--top", "40", *self.recipe_flags("--set=")]
         r = self.child("profile", command, "train_speed.log", limit)
         packed = pack_profile(folder, self.out / PROFILE_FILE) if r["rc"] == 0 else None
-        traced = _read_json(folder / "run.json") if packed is not None else None
+        traced = _read_json(folder / RUN_FILE) if packed is not None else None
         if traced:
             self.report["profile"] = {**traced, **traced_speed(
                 traced, self.report["env"].get("peak_tflops")), "file_bytes": packed}
@@ -832,15 +834,6 @@ class Worker:
 
 # --- Summaries and the tables (pure functions of the report: tests/test_benchmarks.py) -------
 
-def traced_speed(run: dict[str, Any], peak_tflops: float | None) -> dict[str, Any]:
-    """From profile_step's run.json: the traced iterations' median time, TFLOP/s and share
-    of the bf16 peak (None where the peak is unknown)."""
-    seconds = statistics.median(run["iteration_s"])
-    tflops = run["flops"] / seconds / 1e12
-    return {"iteration_s_median": seconds, "tflops": tflops,
-            "share_of_peak": tflops / peak_tflops if peak_tflops else None}
-
-
 def profile_note(p: dict[str, Any]) -> str:
     """The parts table's line for the profile part."""
     share = "" if p["share_of_peak"] is None else f", {100 * p['share_of_peak']:.1f}% of peak"
@@ -855,12 +848,12 @@ def pack_profile(folder: pathlib.Path, target: pathlib.Path,
     `folder`, as one .tar.gz at `target` with the paths --analyze reads (the HLO left out if
     the file would be over `max_bytes`); its size in bytes, or None when nothing was traced."""
     traces = sorted(folder.glob("trace/plugins/profile/*/*.xplane.pb"))
-    if not traces or not (folder / "run.json").is_file():
+    if not traces or not (folder / RUN_FILE).is_file():
         return None
     hlo = sorted(folder.glob("hlo/*jit_train_iteration.*after_optimizations.txt"))[-1:]
     for extra in (hlo, []) if hlo else ([],):
         with tarfile.open(target, "w:gz") as tar:
-            for path in (folder / "run.json", traces[-1], *extra):
+            for path in (folder / RUN_FILE, traces[-1], *extra):
                 tar.add(path, arcname=str(path.relative_to(folder)))
         if target.stat().st_size <= max_bytes:
             break

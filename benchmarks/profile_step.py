@@ -305,6 +305,15 @@ def _read_run(out: str) -> dict[str, Any]:
         return json.load(f)
 
 
+def traced_speed(run: dict[str, Any], peak_tflops: float | None) -> dict[str, Any]:
+    """From a run.json: the traced iterations' median time, TFLOP/s and share of the bf16
+    peak (None where the peak is unknown)."""
+    seconds = statistics.median(run["iteration_s"])
+    tflops = run["flops"] / seconds / 1e12
+    return {"iteration_s_median": seconds, "tflops": tflops,
+            "share_of_peak": tflops / peak_tflops if peak_tflops else None}
+
+
 def hlo_stats_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
     """xprof's hlo_stats table (a DataTable: `cols` with ids, `rows` of cells `{"v": value}`)
     as one dict per HLO operation, keyed by column id."""
@@ -335,15 +344,16 @@ def analyze_device(out: str, top: int, run: dict[str, Any]) -> None:
                                             TRACED_ITERATIONS)
     if not busy_ms:
         sys.exit(f"{_xplane(out)}: xprof's hlo_stats lists no device operations")
-    wall_ms = 1e3 * statistics.median(run["iteration_s"])
     peak, source = train_speed.peak_tflops(run.get("device_kind", ""))
-    tflops = run["flops"] / wall_ms / 1e9
+    speed = traced_speed(run, peak)
+    wall_ms, tflops = 1e3 * speed["iteration_s_median"], speed["tflops"]
     print(f"{run.get('device_kind')}: {run.get('structure')}, batch {run.get('batch_size')}, "
           f"{run.get('image_size')} px, {run.get('compute_dtype')}, {run.get('conv_impl')}; "
           f"an iteration {wall_ms:.1f} ms (median of {len(run['iteration_s'])} traced), the "
           f"device busy {busy_ms:.1f} ms of it ({busy_ms / wall_ms:.0%})")
     print(f"{run['flops'] / 1e12:.2f} TFLOP an iteration (XLA's count): {tflops:.1f} TFLOP/s"
-          + (f", {tflops / peak:.1%} of the bf16 peak {peak:g} ({source})" if peak else ""))
+          + (f", {speed['share_of_peak']:.1%} of the bf16 peak {peak:g} ({source})"
+             if peak else ""))
     print("\nown device time per iteration, largest first:")
     for op in ops[:top]:
         rate = float(op.get("model_flop_rate") or 0) / 1e3
