@@ -5,7 +5,7 @@ Needs PyTorch besides the project (it is not a project dependency):
     pip install torch        # this repo's measurements used torch==2.13.0 (the CPU wheel)
     python -m benchmarks.side_by_side [--structures e2d2,e1d1] [--rounds 2] [--iterations 3]
         [--torch_passes shared] [--torch_malloc system,mimalloc] [--ours_malloc mimalloc,system]
-        [--json out.json] [--out_dir DIR]
+        [--ours_devices 1,2] [--json out.json] [--out_dir DIR]
 
 Each round runs, one subprocess at a time, the reference's E2D2 iteration
 (benchmarks/torch_reference.py) and then ours for each structure (benchmarks/train_speed.py, one
@@ -23,7 +23,11 @@ all of a system's timed iterations over the rounds, and the ratio
 for each of our structures, overall and round by round (the spread says how far to trust it),
 with the machine it ran on. Speed claims in the README are ratios from this script.
 
-Ours runs as `main.py` runs it: on the CPU, with mimalloc preloaded (msagan_jax/allocator.py).
+Ours runs as `main.py` runs the paper's recipe on a CPU: mimalloc preloaded
+(msagan_jax/allocator.py), on one XLA device (`cpu_devices=1`). `--ours_devices 1,2` also runs
+each structure split into 2 devices, each with a core's share of the batch (what
+`--config.cpu_devices=0` does on 2 cores), by `XLA_FLAGS=--xla_force_host_platform_device_count`,
+the two counts next to each other in every round.
 The reference runs with glibc's malloc, as its users run it; `--torch_malloc system,mimalloc`
 also times it with the same mimalloc settings as ours (a run of its own in each round, after
 the first), and prints our ratios against that too; `--ours_malloc mimalloc,system` times ours
@@ -41,10 +45,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import machine
 from msagan_jax import allocator, console  # stdlib only: neither imports jax
+
+# XLA's flag that splits the CPU into host devices (what main.py's `cpu_devices` sets in-process).
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
 def run_one(name: str, command: list[str], json_path: pathlib.Path, log_path: pathlib.Path,
@@ -83,6 +91,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ours_malloc", default="mimalloc",
                         help="our allocators, comma-separated: mimalloc (main.py's on the CPU), "
                         "system (glibc's)")
+    parser.add_argument("--ours_devices", default="1",
+                        help="XLA devices our runs split the CPU into, comma-separated (1: one; "
+                        "2: main.py's split of a 2-core CPU)")
     parser.add_argument("--json", default="", help="the summary's path (default: in --out_dir)")
     parser.add_argument("--out_dir", default="", help="each run's log and JSON (default: a new "
                         "temporary folder)")
@@ -103,18 +114,46 @@ def torch_environments(env: dict[str, str], mallocs: list[str]) -> dict[str, dic
     return runs
 
 
-def ours_environments(env: dict[str, str], structures: list[str],
-                      mallocs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
-    """Our runs by name (the structure, "+system" with glibc's malloc): structure and
-    environment."""
+def ours_environments(env: dict[str, str], structures: list[str], mallocs: list[str],
+                      devices: Sequence[int] = (1,)) -> dict[str, tuple[str, dict[str, str]]]:
+    """Our runs by name (the structure, "+system" with glibc's malloc, "@N" on N XLA devices
+    when N > 1): structure and environment."""
+    if DEVICE_FLAG in env.get("XLA_FLAGS", ""):
+        sys.exit(f"XLA_FLAGS sets {DEVICE_FLAG}: give our device counts with --ours_devices")
     runs = {}
     for malloc in mallocs:
         if malloc not in allocator.CHOICES:
             sys.exit(f"--ours_malloc: {malloc!r} is not one of {', '.join(allocator.CHOICES)}")
         for s in structures:
-            name = s if malloc == "mimalloc" else f"{s}+{malloc}"
-            runs[name] = (s, {**env, allocator.SWITCH: malloc})
+            for count in devices:
+                name = (s + ("" if malloc == "mimalloc" else f"+{malloc}")
+                        + ("" if count == 1 else f"@{count}"))
+                flags = " ".join(f for f in (env.get("XLA_FLAGS", ""), f"{DEVICE_FLAG}={count}")
+                                 if f)
+                runs[name] = (s, {**env, allocator.SWITCH: malloc, "XLA_FLAGS": flags})
     return runs
+
+
+def device_counts(text: str) -> list[int]:
+    """--ours_devices' counts; SystemExit in one line for anything but counts of 1 or more."""
+    try:
+        counts = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        sys.exit(f"--ours_devices: {text!r} is not a comma-separated list of device counts "
+                 "(1 or more)")
+    return counts
+
+
+def ours_label(name: str) -> str:
+    """A run's name as the tables show it: 'e2d2+system@2' -> 'E2D2 (glibc malloc, 2
+    devices)'."""
+    name, _, count = name.partition("@")
+    structure, _, malloc = name.partition("+")
+    notes = (["glibc malloc"] if malloc == "system" else []) + ([f"{count} devices"] if count
+                                                                 else [])
+    return structure.upper() + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _run_rounds(args: argparse.Namespace, structures: list[str],
@@ -126,7 +165,8 @@ def _run_rounds(args: argparse.Namespace, structures: list[str],
     # so, in train_speed, main.py's allocator).
     console.choose_platform(env)
     references = torch_environments(env, [m.strip() for m in args.torch_malloc.split(",")])
-    ours = ours_environments(env, structures, [m.strip() for m in args.ours_malloc.split(",")])
+    ours = ours_environments(env, structures, [m.strip() for m in args.ours_malloc.split(",")],
+                             device_counts(args.ours_devices))
     common = ["--iterations", str(args.iterations), "--batch_size", str(args.batch_size),
               "--image_size", str(args.image_size)]
 
@@ -146,7 +186,7 @@ def _run_rounds(args: argparse.Namespace, structures: list[str],
         for name, (s, ours_env) in ours.items():
             path = out / f"ours_{name.replace('+', '_')}_round{r}.json"
             runs[name].append(run_one(
-                f"ours {name.upper()}", [sys.executable, "-m", "benchmarks.train_speed",
+                f"ours {ours_label(name)}", [sys.executable, "-m", "benchmarks.train_speed",
                                          "--structures", s, *common, "--json", str(path)],
                 path, path.with_suffix(".log"), ours_env))
     return runs
@@ -205,16 +245,14 @@ def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
               "torch+mimalloc": "torch E2D2 (reference, mimalloc)"}
     for name, entry in summary["systems"].items():
         cells = " | ".join(f"{m:.2f}" for m in entry["round_medians_s"])
-        label = f"ours {name.split('+')[0].upper()}" + (" (glibc malloc)" if "+" in name else "")
-        print(f"| {labels.get(name, label)} | {cells} | "
+        print(f"| {labels.get(name, f'ours {ours_label(name)}')} | {cells} | "
               f"{entry['overall_median_s']:.2f} | {images / entry['overall_median_s']:.2f} |")
     for ref, ratios in summary["ratios"].items():
         print()
         print(f"| ours | {labels[ref]} s/it / ours s/it (> 1: ours faster) | by round |")
         print("| --- | --- | --- |")
         for s, ratio in ratios.items():
-            name = s.upper().replace("+SYSTEM", " (glibc malloc)")
-            print(f"| {name} | {ratio['overall']:.2f}x | "
+            print(f"| {ours_label(s)} | {ratio['overall']:.2f}x | "
                   f"{', '.join(f'{x:.2f}x' for x in ratio['by_round'])} |")
 
 

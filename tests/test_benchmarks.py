@@ -566,13 +566,37 @@ def test_the_side_by_side_runs_ours_on_each_allocator_asked_for_and_refuses_othe
     ours = side_by_side.ours_environments({"PATH": "/bin"}, ["e2d2", "e1d1"],
                                           ["mimalloc", "system"])
     assert list(ours) == ["e2d2", "e1d1", "e2d2+system", "e1d1+system"]
-    assert ours["e1d1+system"] == ("e1d1", {"PATH": "/bin", "MSAGAN_ALLOCATOR": "system"})
+    one = "--xla_force_host_platform_device_count=1"
+    assert ours["e1d1+system"] == ("e1d1", {"PATH": "/bin", "MSAGAN_ALLOCATOR": "system",
+                                            "XLA_FLAGS": one})
     assert ours["e2d2"][1]["MSAGAN_ALLOCATOR"] == "mimalloc"
     with pytest.raises(SystemExit, match="--ours_malloc: 'jemalloc'"):
         side_by_side.ours_environments({}, ["e2d2"], ["jemalloc"])
     with pytest.raises(SystemExit, match="--torch_malloc: 'jemalloc'"):
         side_by_side.torch_environments({}, ["jemalloc"])
     assert side_by_side.torch_environments({"A": "1"}, ["system"]) == {"torch": {"A": "1"}}
+
+
+def test_the_side_by_side_runs_ours_on_each_device_count_asked_for_beside_its_other_flags():
+    from benchmarks import side_by_side
+
+    ours = side_by_side.ours_environments({"XLA_FLAGS": "--xla_cpu_foo=1"}, ["e2d2", "e1d1"],
+                                          ["mimalloc", "system"], [1, 2])
+    # Each structure on one device, then on two, next to each other in a round.
+    assert list(ours)[:4] == ["e2d2", "e2d2@2", "e1d1", "e1d1@2"]
+    assert ours["e1d1+system@2"][1]["XLA_FLAGS"] == (
+        "--xla_cpu_foo=1 --xla_force_host_platform_device_count=2")
+    assert side_by_side.ours_label("e1d1+system@2") == "E1D1 (glibc malloc, 2 devices)"
+    assert side_by_side.ours_label("e2d2@2") == "E2D2 (2 devices)"
+    assert side_by_side.ours_label("e2d2") == "E2D2"
+    assert side_by_side.device_counts("1, 2") == [1, 2]
+    for bad in ("two", "0", ""):
+        with pytest.raises(SystemExit, match="--ours_devices: "):
+            side_by_side.device_counts(bad)
+    # A count set by the caller's XLA_FLAGS would be silently overridden: refused instead.
+    with pytest.raises(SystemExit, match="give our device counts with --ours_devices"):
+        side_by_side.ours_environments(
+            {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, ["e2d2"], ["mimalloc"])
 
 
 def test_the_condition_table_scores_each_c_as_the_evaluation_does_and_means_over_runs(

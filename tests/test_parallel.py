@@ -161,6 +161,20 @@ def test_a_cpu_run_gets_one_device_per_core_that_every_batch_divides_by():
     assert parallel.cpu_device_count(3, [16], cores=2) == 3  # asked: validation judges it
 
 
+def test_the_papers_recipes_run_on_one_cpu_device_and_the_quick_start_on_one_per_core():
+    # Measured on 2 cores (README: Several devices): one device is the faster at the paper's
+    # recipe, two at the quick start's size.
+    from configs import e1d1_sde, e2d2_sde, quickstart, sweep_synthetic
+    from msagan_jax import config_lib, parallel
+
+    def count(config):
+        return parallel.cpu_device_count(config.cpu_devices, config_lib.batch_sizes(config),
+                                         cores=2)
+
+    assert count(e1d1_sde.get_config()) == 1 and count(e2d2_sde.get_config()) == 1
+    assert count(quickstart.get_config()) == 2 and count(sweep_synthetic.get_config()) == 2
+
+
 USE_CORES = r"""
 import json, sys
 from msagan_jax import parallel
