@@ -92,8 +92,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="our allocators, comma-separated: mimalloc (main.py's on the CPU), "
                         "system (glibc's)")
     parser.add_argument("--ours_devices", default="1",
-                        help="XLA devices our runs split the CPU into, comma-separated (1: one; "
-                        "2: main.py's split of a 2-core CPU)")
+                        help="XLA devices our runs split the CPU into, comma-separated (1: "
+                        "main.py's default; 2: --config.cpu_devices=0 on 2 cores)")
     parser.add_argument("--json", default="", help="the summary's path (default: in --out_dir)")
     parser.add_argument("--out_dir", default="", help="each run's log and JSON (default: a new "
                         "temporary folder)")
