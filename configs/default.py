@@ -57,6 +57,16 @@ def get_config() -> ml_collections.ConfigDict:
     # redraw (its term weighs d_region_weight in L_D and L_G); 0 = none, the paper's one D
     config.d_region_weight = 1.0
     config.d_spectral_norm = False  # True (not the paper's): D's kernels spectrally normalized
+
+    _computation(config)
+    _objectives(config)
+    _logging_and_evaluation(config)
+    config.judge = _judge()
+    return config
+
+
+def _computation(config: ml_collections.ConfigDict) -> None:
+    """How a run computes: its precision, the stride-2 layers' form, the CPU's devices."""
     config.compute_dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32); GPUs
     config.conv_impl = "auto"  # stride-2 layers: "matmul" (slices + matrix products), "xla"
     # (lax's convolutions; less memory) or "auto" (matmul on a CPU or GPU, the faster there;
@@ -67,11 +77,6 @@ def get_config() -> ml_collections.ConfigDict:
     # E1D1 (README: Several devices). 0 = one per core, up to 8 and what divides every batch:
     # the quick start's, whose small layers leave cores idle on one device. XLA_FLAGS' host
     # device count, if set, wins.
-
-    _objectives(config)
-    _logging_and_evaluation(config)
-    config.judge = _judge()
-    return config
 
 
 def _judge() -> ml_collections.ConfigDict:
